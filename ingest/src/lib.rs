@@ -1,1 +1,129 @@
-//! placeholder
+//! weir's ingest: accepts live publishers and turns what they send into timestamped frames.
+//!
+//! Today that is RTMP (handshake, chunk stream and AMF0 commands through the `rml_rtmp`
+//! crate's sans-I/O session; FLV video/audio tag bodies parsed here). The stream key a
+//! publisher names selects an event through the [`EventDirectory`] the caller provides; an
+//! unknown key is refused before any media is buffered. This crate knows nothing of HTTP or
+//! playlists.
+//!
+//! ```text
+//! ffmpeg/OBS --TCP--> rtmp::serve --handshake, session--> EventDirectory::authorize
+//!                                  --FLV tags--> flv::parse_* --> PublishSession::{track, frame}
+//! ```
+
+mod flv;
+mod rtmp;
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use weir_media::{Frame, TrackInfo};
+
+// The public interface.
+pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
+pub use rtmp::{serve as serve_rtmp, RtmpConfig};
+
+/// A publisher asking to publish: what [`EventDirectory::authorize`] decides on.
+pub struct PublishRequest<'a> {
+    /// The RTMP application (`live` in `rtmp://host/live/KEY`).
+    pub app: &'a str,
+    /// The stream key, as the publisher sent it. A secret: never log it.
+    pub stream_key: &'a str,
+    /// The publisher's address.
+    pub peer: SocketAddr,
+}
+
+impl fmt::Debug for PublishRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishRequest")
+            .field("app", &self.app)
+            .field("stream_key", &"<redacted>")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Why a publisher was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No event has this stream key.
+    #[error("unknown stream key")]
+    UnknownStreamKey,
+    /// The event already has a live publisher; one stream key publishes at a time.
+    #[error("stream key already publishing")]
+    AlreadyPublishing,
+}
+
+impl Rejection {
+    /// A short, stable reason for logs, metrics labels and the RTMP status description.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::UnknownStreamKey => "unknown stream key",
+            Rejection::AlreadyPublishing => "stream key already publishing",
+        }
+    }
+}
+
+/// The events a publisher can publish to; implemented by whoever wires ingest to packaging.
+pub trait EventDirectory: Send + Sync + 'static {
+    /// What receives an accepted publisher's media.
+    type Session: PublishSession;
+
+    /// Decides on a publish request. Must compare the stream key in constant time and must
+    /// not log it.
+    ///
+    /// # Errors
+    /// A [`Rejection`], sent to the publisher as `NetStream.Publish.BadName`; the connection
+    /// is then closed.
+    fn authorize(&self, request: &PublishRequest<'_>) -> Result<Self::Session, Rejection>;
+}
+
+/// Receives one accepted publisher's media. Dropping it ends the publisher session (the
+/// publisher sent `deleteStream`/`FCUnpublish`, disconnected, or failed).
+pub trait PublishSession: Send + 'static {
+    /// A decoder configuration arrived (AVC or AAC sequence header).
+    fn track(&mut self, info: TrackInfo);
+    /// A coded frame arrived.
+    fn frame(&mut self, frame: Frame);
+}
+
+/// Why an ingest connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The peer closed the connection.
+    #[error("connection closed by the peer")]
+    ClientClosed,
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not complete a step in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The peer broke the RTMP protocol (bad handshake, malformed chunk stream).
+    #[error("rtmp protocol error: {0}")]
+    Protocol(String),
+    /// The peer connected to an application other than the configured one.
+    #[error("unknown rtmp application {0:?}")]
+    UnknownApp(String),
+    /// The publish request was refused.
+    #[error("publish refused: {0}")]
+    Rejected(Rejection),
+}
+
+impl IngestError {
+    /// Whether the peer simply went away (not worth a warning).
+    pub fn is_client_closed(&self) -> bool {
+        match self {
+            IngestError::ClientClosed => true,
+            IngestError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}

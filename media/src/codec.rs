@@ -65,8 +65,10 @@ impl AvcConfig {
     /// [`MediaError::InvalidAvcConfig`] if the record is truncated, has no SPS, or its SPS does
     /// not parse.
     pub fn parse(record: Bytes) -> Result<AvcConfig, MediaError> {
-        let invalid = |what: &dyn std::fmt::Debug| MediaError::InvalidAvcConfig(format!("{what:?}"));
-        let parsed = AvcDecoderConfigurationRecord::try_from(&record[..]).map_err(|e| invalid(&e))?;
+        let invalid =
+            |what: &dyn std::fmt::Debug| MediaError::InvalidAvcConfig(format!("{what:?}"));
+        let parsed =
+            AvcDecoderConfigurationRecord::try_from(&record[..]).map_err(|e| invalid(&e))?;
         let sps_nal = parsed
             .sequence_parameter_sets()
             .next()
@@ -129,23 +131,38 @@ impl AacConfig {
     /// [`MediaError::InvalidAacConfig`] if it is shorter than its fields, or names a reserved
     /// sampling frequency index.
     pub fn parse(config: Bytes) -> Result<AacConfig, MediaError> {
-        let mut bits = Bits { data: &config, pos: 0 };
-        let mut object_type = bits.read(5).ok_or(MediaError::InvalidAacConfig("truncated"))?;
+        let mut bits = Bits {
+            data: &config,
+            pos: 0,
+        };
+        let mut object_type = bits
+            .read(5)
+            .ok_or(MediaError::InvalidAacConfig("truncated"))?;
         if object_type == 31 {
-            object_type = 32 + bits.read(6).ok_or(MediaError::InvalidAacConfig("truncated"))?;
+            object_type = 32
+                + bits
+                    .read(6)
+                    .ok_or(MediaError::InvalidAacConfig("truncated"))?;
         }
-        let index = bits.read(4).ok_or(MediaError::InvalidAacConfig("truncated"))?;
+        let index = bits
+            .read(4)
+            .ok_or(MediaError::InvalidAacConfig("truncated"))?;
         let sample_rate = if index == 15 {
-            bits.read(24).ok_or(MediaError::InvalidAacConfig("truncated"))?
+            bits.read(24)
+                .ok_or(MediaError::InvalidAacConfig("truncated"))?
         } else {
             *AAC_SAMPLE_RATES
                 .get(index as usize)
-                .ok_or(MediaError::InvalidAacConfig("reserved sampling frequency index"))?
+                .ok_or(MediaError::InvalidAacConfig(
+                    "reserved sampling frequency index",
+                ))?
         };
         if sample_rate == 0 {
             return Err(MediaError::InvalidAacConfig("sampling frequency 0"));
         }
-        let channels = bits.read(4).ok_or(MediaError::InvalidAacConfig("truncated"))?;
+        let channels = bits
+            .read(4)
+            .ok_or(MediaError::InvalidAacConfig("truncated"))?;
         Ok(AacConfig {
             config,
             object_type: object_type as u8,

@@ -1,6 +1,5 @@
 use std::fmt;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 /// A number of timestamp ticks per second, e.g. 1 000 for RTMP, 90 000 for MPEG video, or the
 /// audio sample rate.
@@ -79,15 +78,6 @@ pub(crate) fn rescale(ticks: i64, from: Timescale, to: Timescale) -> i64 {
     r as i64
 }
 
-/// A tick count in `timescale` as a [`Duration`]; negative counts give zero.
-pub fn ticks_to_duration(ticks: i64, timescale: Timescale) -> Duration {
-    if ticks <= 0 {
-        return Duration::ZERO;
-    }
-    let nanos = i128::from(ticks) * 1_000_000_000 / i128::from(timescale.get());
-    Duration::from_nanos(nanos as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +89,5 @@ mod tests {
         assert_eq!(Timestamp::new(23, ms).rescale(sr), 1_014);
         assert_eq!(Timestamp::new(-40, ms).rescale(Timescale::MPEG_90K), -3_600);
         assert_eq!(Timestamp::new(1_024, sr).rescale(ms), 23);
-        assert_eq!(ticks_to_duration(45_000, Timescale::MPEG_90K), Duration::from_millis(500));
     }
 }

@@ -1,0 +1,116 @@
+use std::fmt;
+
+/// A media sequence number (RFC 8216 §4.3.3.2): the position of a segment in an event's
+/// timeline. Grows by one per segment, across publisher sessions, and never goes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MediaSequence(pub u64);
+
+impl fmt::Display for MediaSequence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The name of a rendition (one media playlist of an event), used as its URL path component:
+/// `source` for the passthrough video, `audio` for the audio group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RenditionId(&'static str);
+
+impl RenditionId {
+    /// The passthrough video rendition.
+    pub const SOURCE: RenditionId = RenditionId("source");
+    /// The audio rendition (`EXT-X-MEDIA TYPE=AUDIO`, group `audio`).
+    pub const AUDIO: RenditionId = RenditionId("audio");
+
+    /// The rendition whose URL component is `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<RenditionId> {
+        [RenditionId::SOURCE, RenditionId::AUDIO]
+            .into_iter()
+            .find(|r| r.0 == name)
+    }
+
+    /// The URL path component.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for RenditionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Identifies one publisher session of an event: the per-session URL component of init
+/// segments and segments (`{session}/init.mp4`, `{session}/{msn}.m4s`), so that a cache can
+/// never serve one session's object for another's (HLS-RULES, OvenMediaEngine #769).
+///
+/// 1 to 32 characters of `[0-9a-z]`. Make it unique across restarts, e.g. with
+/// [`SessionId::from_unix_millis`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Box<str>);
+
+impl SessionId {
+    /// A session ID from a wall-clock time in milliseconds since the Unix epoch and a counter
+    /// that separates sessions started in the same millisecond: base-36, e.g. `mi8k2v1c0`.
+    pub fn from_unix_millis(millis: u64, counter: u32) -> SessionId {
+        let mut s = base36(millis);
+        s.push_str(&base36(u64::from(counter)));
+        SessionId(s.into())
+    }
+
+    /// Parses a session ID from a URL path component.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+        ok.then(|| SessionId(s.into()))
+    }
+
+    /// The URL path component.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_round_trip_and_reject_junk() {
+        let id = SessionId::from_unix_millis(1_763_716_172_123, 0);
+        assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+        assert_ne!(id, SessionId::from_unix_millis(1_763_716_172_123, 1));
+        for bad in ["", "..", "a/b", "ABC", &"a".repeat(33)] {
+            assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+    }
+}
