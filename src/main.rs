@@ -1,1 +1,193 @@
-fn main() {}
+//! `weir`: the live streaming origin and edge, one binary for every role.
+//!
+//! `weir serve` runs ingest, packager, origin and edge in one process; `weir edge` runs an
+//! edge on its own in front of a remote origin.
+
+mod directory;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use weir_config::Config;
+use weir_origin::{MemoryStore, OriginConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weir",
+    version,
+    about = "Live streaming origin and CDN edge: RTMP in, CMAF HLS out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ingest, packager, origin and edge in one process (the embedded demo event without --config).
+    Serve {
+        /// TOML configuration (see config/weir.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// RTMP listen address (overrides rtmp.listen).
+        #[arg(long)]
+        rtmp_listen: Option<SocketAddr>,
+        /// Origin listen address (overrides origin.listen).
+        #[arg(long)]
+        origin_listen: Option<SocketAddr>,
+        /// Edge listen address (overrides edge.listen).
+        #[arg(long)]
+        edge_listen: Option<SocketAddr>,
+    },
+    /// An edge cache on its own in front of a remote origin or shield edge.
+    Edge {
+        /// TOML configuration; only [edge] is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Upstream base URL, e.g. http://origin:8081 (overrides edge.upstream).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Edge listen address (overrides edge.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Upstream timeout in ms (overrides edge.upstream_timeout_ms).
+        #[arg(long)]
+        upstream_timeout_ms: Option<u64>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        None => Ok(Config::embedded()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(Config::from_toml(&text)?)
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                config,
+                rtmp_listen,
+                origin_listen,
+                edge_listen,
+            } => {
+                let mut c = load(config.as_ref())?;
+                c.rtmp.listen = rtmp_listen.unwrap_or(c.rtmp.listen);
+                c.origin.listen = origin_listen.unwrap_or(c.origin.listen);
+                c.edge.listen = edge_listen.unwrap_or(c.edge.listen);
+                serve(c, config.is_none()).await
+            }
+            Command::Edge {
+                config,
+                upstream,
+                listen,
+                upstream_timeout_ms,
+            } => {
+                let mut c = load(config.as_ref())?;
+                c.edge.listen = listen.unwrap_or(c.edge.listen);
+                if let Some(ms) = upstream_timeout_ms {
+                    c.edge.upstream_timeout = std::time::Duration::from_millis(ms);
+                }
+                let upstream = upstream
+                    .or(c.edge.upstream.clone())
+                    .context("weir edge needs --upstream URL (or edge.upstream in the config)")?;
+                let listener = bind(c.edge.listen, "edge").await?;
+                println!(
+                    "weir ready edge={} upstream={upstream}",
+                    listener.local_addr()?
+                );
+                run_edge(listener, &c, upstream.trim_end_matches('/').to_string()).await
+            }
+        }
+    })
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow::Result<()> {
+    let config = weir_edge::EdgeConfig {
+        upstream,
+        cache_capacity_bytes: c.edge.cache_capacity_bytes,
+        upstream_timeout: c.edge.upstream_timeout,
+        cors_allow_origin: c.edge.cors_allow_origin.clone(),
+    };
+    weir_edge::serve(listener, config)
+        .await
+        .context("edge server")
+}
+
+async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let store = Arc::new(MemoryStore::new());
+    let directory = Arc::new(directory::Directory::new(
+        &c.events,
+        &c.packager,
+        store.clone(),
+    )?);
+    let rtmp = bind(c.rtmp.listen, "rtmp").await?;
+    let origin = bind(c.origin.listen, "origin").await?;
+    let edge = bind(c.edge.listen, "edge").await?;
+    let (rtmp_addr, origin_addr, edge_addr) =
+        (rtmp.local_addr()?, origin.local_addr()?, edge.local_addr()?);
+    if embedded {
+        tracing::warn!("no --config: running the embedded demo event; its stream key is public, do not expose this server");
+    }
+    let ingest_config = weir_ingest::RtmpConfig {
+        app: c.rtmp.app.clone(),
+        max_connections: c.rtmp.max_connections,
+        handshake_timeout: c.rtmp.handshake_timeout,
+        idle_timeout: c.rtmp.idle_timeout,
+    };
+    let render: weir_origin::MetricsRender = Arc::new(move || metrics.render());
+    let origin_config = OriginConfig {
+        cors_allow_origin: c.origin.cors_allow_origin.clone(),
+    };
+    let upstream = c.edge.upstream.clone().unwrap_or_else(|| {
+        let host = if origin_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            origin_addr.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        format!("http://{host}:{}", origin_addr.port())
+    });
+    println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}");
+    for e in &c.events {
+        println!("event {}: publish to rtmp://{rtmp_addr}/{}/<stream key>, play http://{edge_addr}/live/{}/master.m3u8", e.id, c.rtmp.app, e.id);
+    }
+    tokio::select! {
+        () = weir_ingest::serve_rtmp(rtmp, directory, ingest_config) => Ok(()),
+        r = weir_origin::serve(origin, store, origin_config, Some(render)) => r.context("origin server"),
+        r = run_edge(edge, &c, upstream) => r,
+        r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }
+    }
+}

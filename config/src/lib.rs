@@ -1,1 +1,401 @@
-//! placeholder
+//! weir's configuration: a TOML file (or the embedded defaults) validated into typed settings.
+//!
+//! Two stages: the file is read into serde "raw" structs (`deny_unknown_fields`, every field
+//! defaulted), then [`Config::from_toml`] validates it into immutable settings with real types
+//! (`SocketAddr`, `Duration`, `NonZeroUsize`). Each role receives only its own part. Every
+//! field is documented in `config/weir.example.toml`. This crate reads nothing but the string
+//! it is given.
+//!
+//! ```
+//! let config = weir_config::Config::from_toml("[[events]]\nid = \"main\"\nstream_key = \"s3cret-key\"\n").unwrap();
+//! assert_eq!(config.events[0].id, "main");
+//! assert_eq!(config.packager.window_segments.get(), 6);
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML does not parse, or names an unknown field.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range or malformed; the message names the field.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A publisher's secret. Its `Debug` prints no bytes and it compares in constant time.
+#[derive(Clone)]
+pub struct StreamKey(String);
+
+impl StreamKey {
+    /// Whether `candidate` is this key, in time that does not depend on where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamKey(<redacted>)")
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// RTMP ingest.
+    pub rtmp: RtmpSettings,
+    /// Segmenting and playlists.
+    pub packager: PackagerSettings,
+    /// The origin's HTTP server.
+    pub origin: OriginSettings,
+    /// The edge cache.
+    pub edge: EdgeSettings,
+    /// The live events and their stream keys.
+    pub events: Vec<EventSettings>,
+}
+
+/// RTMP ingest settings (`[rtmp]`).
+#[derive(Clone, Debug)]
+pub struct RtmpSettings {
+    /// Where publishers connect. Default `0.0.0.0:1935`.
+    pub listen: SocketAddr,
+    /// The RTMP application in the publish URL. Default `live`.
+    pub app: String,
+    /// Most RTMP connections at once. Default 1 000.
+    pub max_connections: usize,
+    /// Time to complete the handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Time a publisher may send nothing before it is dropped. Default 15 s.
+    pub idle_timeout: Duration,
+}
+
+/// Packager settings (`[packager]`).
+#[derive(Clone, Debug)]
+pub struct PackagerSettings {
+    /// Segment target duration. Default 2 000 ms.
+    pub segment_target: Duration,
+    /// Part target (LL-HLS). Default 1 000 ms.
+    pub part_target: Duration,
+    /// Segments in each live media playlist. Default 6.
+    pub window_segments: NonZeroUsize,
+}
+
+/// Origin settings (`[origin]`).
+#[derive(Clone, Debug)]
+pub struct OriginSettings {
+    /// Where the origin serves playlists and segments to edges. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+    /// `Access-Control-Allow-Origin` value. Default `*`.
+    pub cors_allow_origin: String,
+}
+
+/// Edge settings (`[edge]`).
+#[derive(Clone, Debug)]
+pub struct EdgeSettings {
+    /// Where viewers connect. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// The upstream (origin or shield edge) base URL, `http://host:port`. Under `weir serve`
+    /// it defaults to the in-process origin.
+    pub upstream: Option<String>,
+    /// Cache capacity, bytes of cached bodies. Default 512 MiB.
+    pub cache_capacity_bytes: u64,
+    /// Longest wait for an upstream response (connect + headers + body). Default 5 000 ms.
+    pub upstream_timeout: Duration,
+    /// `Access-Control-Allow-Origin` value. Default `*`.
+    pub cors_allow_origin: String,
+}
+
+/// One live event (`[[events]]`).
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    /// The event ID in URLs (`/live/{id}/master.m3u8`): 1-64 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// The stream key that publishes it (`rtmp://host/live/{stream_key}`).
+    pub stream_key: StreamKey,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    rtmp: RawRtmp,
+    packager: RawPackager,
+    origin: RawOrigin,
+    edge: RawEdge,
+    events: Vec<RawEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRtmp {
+    listen: String,
+    app: String,
+    max_connections: usize,
+    handshake_timeout_ms: u64,
+    idle_timeout_ms: u64,
+}
+
+impl Default for RawRtmp {
+    fn default() -> Self {
+        RawRtmp {
+            listen: "0.0.0.0:1935".into(),
+            app: "live".into(),
+            max_connections: 1_000,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPackager {
+    segment_target_ms: u64,
+    part_target_ms: u64,
+    window_segments: usize,
+}
+
+impl Default for RawPackager {
+    fn default() -> Self {
+        RawPackager {
+            segment_target_ms: 2_000,
+            part_target_ms: 1_000,
+            window_segments: 6,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOrigin {
+    listen: String,
+    cors_allow_origin: String,
+}
+
+impl Default for RawOrigin {
+    fn default() -> Self {
+        RawOrigin {
+            listen: "127.0.0.1:8081".into(),
+            cors_allow_origin: "*".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEdge {
+    listen: String,
+    upstream: Option<String>,
+    cache_capacity_bytes: u64,
+    upstream_timeout_ms: u64,
+    cors_allow_origin: String,
+}
+
+impl Default for RawEdge {
+    fn default() -> Self {
+        RawEdge {
+            listen: "0.0.0.0:8080".into(),
+            upstream: None,
+            cache_capacity_bytes: 512 * 1024 * 1024,
+            upstream_timeout_ms: 5_000,
+            cors_allow_origin: "*".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    id: String,
+    stream_key: String,
+}
+
+/// The event and stream key `weir serve` runs with when no configuration file is given.
+pub const DEMO_EVENT: (&str, &str) = ("demo", "demo-key");
+
+impl Config {
+    /// The embedded defaults, with the demo event ([`DEMO_EVENT`]) so that `weir serve`
+    /// works with no file.
+    pub fn embedded() -> Config {
+        let raw = RawConfig {
+            events: vec![RawEvent {
+                id: DEMO_EVENT.0.into(),
+                stream_key: DEMO_EVENT.1.into(),
+            }],
+            ..RawConfig::default()
+        };
+        Config::validate(raw).unwrap_or_else(|e| unreachable!("embedded defaults are valid: {e}"))
+    }
+
+    /// Reads a TOML configuration; absent fields take their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for bad TOML or unknown fields, [`ConfigError::Invalid`] for
+    /// values out of range (the message names the field).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::validate(toml::from_str(text)?)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let addr = |field: &str, v: &str| {
+            v.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "{field}: {v:?} is not an address like 0.0.0.0:8080"
+                ))
+            })
+        };
+        let ms = |field: &str, v: u64, min: u64, max: u64| {
+            if (min..=max).contains(&v) {
+                Ok(Duration::from_millis(v))
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{field}: {v} ms is outside {min}..={max}"
+                )))
+            }
+        };
+        let mut events = Vec::with_capacity(raw.events.len());
+        for e in raw.events {
+            let id_ok = !e.id.is_empty()
+                && e.id.len() <= 64
+                && e.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "events.id: {:?} must be 1-64 of [A-Za-z0-9_-]",
+                    e.id
+                )));
+            }
+            if e.stream_key.len() < 8 || e.stream_key.len() > 256 || e.stream_key.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "events.stream_key of {:?}: 8-256 characters, no '/'",
+                    e.id
+                )));
+            }
+            if events
+                .iter()
+                .any(|o: &EventSettings| o.id == e.id || o.stream_key.matches(&e.stream_key))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "events: {:?} repeats an id or a stream key",
+                    e.id
+                )));
+            }
+            events.push(EventSettings {
+                id: e.id,
+                stream_key: StreamKey(e.stream_key),
+            });
+        }
+        if let Some(u) = &raw.edge.upstream {
+            if !u.starts_with("http://") {
+                return Err(ConfigError::Invalid(format!(
+                    "edge.upstream: {u:?} must be an http:// URL"
+                )));
+            }
+        }
+        Ok(Config {
+            rtmp: RtmpSettings {
+                listen: addr("rtmp.listen", &raw.rtmp.listen)?,
+                app: raw.rtmp.app,
+                max_connections: raw.rtmp.max_connections.max(1),
+                handshake_timeout: ms(
+                    "rtmp.handshake_timeout_ms",
+                    raw.rtmp.handshake_timeout_ms,
+                    100,
+                    60_000,
+                )?,
+                idle_timeout: ms(
+                    "rtmp.idle_timeout_ms",
+                    raw.rtmp.idle_timeout_ms,
+                    1_000,
+                    600_000,
+                )?,
+            },
+            packager: PackagerSettings {
+                segment_target: ms(
+                    "packager.segment_target_ms",
+                    raw.packager.segment_target_ms,
+                    500,
+                    30_000,
+                )?,
+                part_target: ms(
+                    "packager.part_target_ms",
+                    raw.packager.part_target_ms,
+                    100,
+                    30_000,
+                )?,
+                window_segments: NonZeroUsize::new(raw.packager.window_segments)
+                    .filter(|n| n.get() >= 3)
+                    .ok_or_else(|| {
+                        ConfigError::Invalid("packager.window_segments: at least 3".into())
+                    })?,
+            },
+            origin: OriginSettings {
+                listen: addr("origin.listen", &raw.origin.listen)?,
+                cors_allow_origin: raw.origin.cors_allow_origin,
+            },
+            edge: EdgeSettings {
+                listen: addr("edge.listen", &raw.edge.listen)?,
+                upstream: raw
+                    .edge
+                    .upstream
+                    .map(|u| u.trim_end_matches('/').to_string()),
+                cache_capacity_bytes: raw.edge.cache_capacity_bytes.max(1024 * 1024),
+                upstream_timeout: ms(
+                    "edge.upstream_timeout_ms",
+                    raw.edge.upstream_timeout_ms,
+                    100,
+                    120_000,
+                )?,
+                cors_allow_origin: raw.edge.cors_allow_origin,
+            },
+            events,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_is_valid_and_complete() {
+        let c = Config::from_toml(include_str!("../weir.example.toml")).unwrap();
+        assert_eq!(c.events.len(), 1);
+        assert_eq!(c.packager.segment_target, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_the_field_name() {
+        let e = Config::from_toml("[rtmp]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rtmp.listen"), "{e}");
+        assert!(Config::from_toml("[rtmp]\nbogus = 1\n").is_err());
+        let e = Config::from_toml("[[events]]\nid = \"../x\"\nstream_key = \"abcdefgh\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("events.id"), "{e}");
+        let e = Config::from_toml("[packager]\nwindow_segments = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("window_segments"), "{e}");
+    }
+
+    #[test]
+    fn stream_keys_do_not_print() {
+        let c = Config::embedded();
+        assert!(!format!("{c:?}").contains(DEMO_EVENT.1));
+        assert!(c.events[0].stream_key.matches(DEMO_EVENT.1));
+        assert!(!c.events[0].stream_key.matches("demo-kez"));
+    }
+}

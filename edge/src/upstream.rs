@@ -1,0 +1,141 @@
+//! The upstream HTTP client: one GET, bounded in time and size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::EdgeError;
+
+/// Largest upstream body the edge accepts (a long segment of a high bit rate stream).
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the upstream answered.
+#[derive(Clone, Debug)]
+pub(crate) struct Fetched {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<HeaderValue>,
+    pub(crate) cache_control: Option<HeaderValue>,
+    /// The upstream's `Age`, seconds.
+    pub(crate) age: u64,
+    pub(crate) body: Bytes,
+}
+
+impl Fetched {
+    /// How long the response may be cached: `max-age` minus `Age`; `None` when it may not be
+    /// stored by a shared cache (RFC 9111 §3, §5.2.2).
+    pub(crate) fn ttl(&self) -> Option<Duration> {
+        if self.status != StatusCode::OK {
+            return None;
+        }
+        let cc = self.cache_control.as_ref()?.to_str().ok()?;
+        let mut max_age = None;
+        for directive in cc.split(',').map(str::trim) {
+            let lower = directive.to_ascii_lowercase();
+            if lower == "no-store" || lower == "private" || lower == "no-cache" {
+                return None;
+            }
+            if let Some(v) = lower.strip_prefix("s-maxage=") {
+                max_age = v.parse::<u64>().ok();
+            } else if let Some(v) = lower.strip_prefix("max-age=") {
+                max_age = max_age.or(v.parse::<u64>().ok());
+            }
+        }
+        let ttl = max_age?.checked_sub(self.age)?;
+        (ttl > 0).then(|| Duration::from_secs(ttl))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    base: String,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub(crate) fn new(base: String, timeout: Duration) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Upstream {
+            base,
+            client,
+            timeout,
+        }
+    }
+
+    /// GETs `path` (already validated as a route) from the upstream.
+    pub(crate) async fn get(&self, path: &str) -> Result<Fetched, EdgeError> {
+        let uri: http::Uri = format!("{}{}", self.base, path)
+            .parse()
+            .map_err(|_| EdgeError::BadUpstream)?;
+        let fetch = async {
+            let response = self.client.get(uri).await.map_err(|e| {
+                tracing::warn!(error = %e, "upstream request failed");
+                EdgeError::UpstreamUnreachable
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|_| EdgeError::UpstreamUnreachable)?
+                .to_bytes();
+            let age = parts
+                .headers
+                .get(AGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Ok(Fetched {
+                status: parts.status,
+                content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+                cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
+                age,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, fetch)
+            .await
+            .map_err(|_| EdgeError::UpstreamTimeout)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(status: u16, cc: &str, age: u64) -> Fetched {
+        Fetched {
+            status: StatusCode::from_u16(status).unwrap(),
+            content_type: None,
+            cache_control: Some(HeaderValue::from_str(cc).unwrap()),
+            age,
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn ttl_follows_cache_control_and_age() {
+        assert_eq!(
+            fetched(200, "public, max-age=3", 0).ttl(),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            fetched(200, "max-age=10, s-maxage=4", 1).ttl(),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(fetched(200, "max-age=3", 3).ttl(), None);
+        assert_eq!(fetched(200, "private, max-age=60", 0).ttl(), None);
+        assert_eq!(fetched(200, "no-store", 0).ttl(), None);
+        assert_eq!(fetched(404, "max-age=60", 0).ttl(), None);
+    }
+}

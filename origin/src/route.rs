@@ -1,0 +1,137 @@
+//! Request paths parsed into typed routes. No path is ever joined from request text: a path
+//! either parses into a [`Route`] made of validated IDs, or it is not found.
+
+use weir_packager::{MediaSequence, RenditionId, SessionId};
+
+/// An event's ID in URLs: 1-64 of `[A-Za-z0-9_-]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Box<str>);
+
+impl EventId {
+    /// Parses an event ID; `None` if it has other characters or lengths.
+    pub fn parse(s: &str) -> Option<EventId> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| EventId(s.into()))
+    }
+
+    /// The ID as it appears in URLs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a viewer-side URL names (DESIGN.md "URLs"), with the per-session component of init
+/// segments and segments.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `/live/{event}/master.m3u8`
+    Master(EventId),
+    /// `/live/{event}/{rendition}/index.m3u8`
+    MediaPlaylist(EventId, RenditionId),
+    /// `/live/{event}/{rendition}/{session}/init.mp4`
+    InitSegment(EventId, RenditionId, SessionId),
+    /// `/live/{event}/{rendition}/{session}/{msn}.m4s`
+    Segment(EventId, RenditionId, SessionId, MediaSequence),
+}
+
+impl Route {
+    /// Parses a request path (without query). `None` for anything else, including any path
+    /// with `..`, empty or encoded components.
+    pub fn parse(path: &str) -> Option<Route> {
+        let rest = path.strip_prefix("/live/")?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            [event, "master.m3u8"] => Some(Route::Master(EventId::parse(event)?)),
+            [event, rendition, "index.m3u8"] => Some(Route::MediaPlaylist(
+                EventId::parse(event)?,
+                RenditionId::from_name(rendition)?,
+            )),
+            [event, rendition, session, "init.mp4"] => Some(Route::InitSegment(
+                EventId::parse(event)?,
+                RenditionId::from_name(rendition)?,
+                SessionId::parse(session)?,
+            )),
+            [event, rendition, session, file] => {
+                let msn = file.strip_suffix(".m4s")?;
+                if msn.is_empty() || msn.len() > 19 || !msn.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some(Route::Segment(
+                    EventId::parse(event)?,
+                    RenditionId::from_name(rendition)?,
+                    SessionId::parse(session)?,
+                    MediaSequence(msn.parse().ok()?),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The object's kind, for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Master(_) => "master",
+            Route::MediaPlaylist(..) => "playlist",
+            Route::InitSegment(..) => "init",
+            Route::Segment(..) => "segment",
+        }
+    }
+
+    /// The event the route belongs to.
+    pub fn event(&self) -> &EventId {
+        match self {
+            Route::Master(e)
+            | Route::MediaPlaylist(e, _)
+            | Route::InitSegment(e, ..)
+            | Route::Segment(e, ..) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_url_scheme_and_nothing_else() {
+        assert!(matches!(
+            Route::parse("/live/demo/master.m3u8"),
+            Some(Route::Master(_))
+        ));
+        assert!(matches!(
+            Route::parse("/live/demo/source/index.m3u8"),
+            Some(Route::MediaPlaylist(..))
+        ));
+        assert!(matches!(
+            Route::parse("/live/demo/audio/abc1/init.mp4"),
+            Some(Route::InitSegment(..))
+        ));
+        assert_eq!(
+            Route::parse("/live/demo/source/abc1/42.m4s").map(|r| r.kind()),
+            Some("segment")
+        );
+        for bad in [
+            "/live/../../etc/passwd",
+            "/live/demo/../../etc/passwd",
+            "/live/demo/source/abc1/..m4s",
+            "/live/demo/source/abc1/-1.m4s",
+            "/live/demo/video/index.m3u8",
+            "/live/demo/source/ABC/1.m4s",
+            "/live/demo/source/abc1/99999999999999999999.m4s",
+            "/live//master.m3u8",
+            "/etc/passwd",
+            "/live/demo%2F..%2F/master.m3u8",
+        ] {
+            assert_eq!(Route::parse(bad), None, "{bad}");
+        }
+    }
+}
