@@ -1,1 +1,9 @@
+//! weir's end-to-end tests: real `weir` processes on loopback, published to by the `ffmpeg`
+//! CLI, played through the edge, with every object checked.
 
+mod support;
+
+mod bad_input;
+mod edge;
+mod live;
+mod reconnect;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what weir needs on a fresh Debian machine (root): the ffmpeg CLI (publishing and
+# playback in tests and the demo), nginx with the RTMP module and wrk (benchmarks only).
+set -euo pipefail
+need=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ "${1:-}" = "--bench" ]; then
+  command -v nginx >/dev/null || need+=(nginx)
+  [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
+  command -v wrk >/dev/null || need+=(wrk)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "weir needs a Rust toolchain (cargo) on PATH" >&2; exit 1; }

@@ -1,0 +1,414 @@
+//! Shared helpers: start real `weir` processes on ephemeral loopback ports, publish with the
+//! `ffmpeg` CLI, fetch over HTTP, read CMAF boxes. Every wait has a deadline.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub(crate) const BBB: &str = "bigbuckbunny.mp4";
+pub(crate) const BIKES: &str = "bikes.mp4";
+pub(crate) const STREAM_KEY: &str = "it-stream-key-0001";
+
+pub(crate) fn media(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/media")
+        .join(name)
+}
+
+pub(crate) fn scratch_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "weir-it-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits for `f` to give `Some`, polling every 50 ms, for at most `limit`.
+pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `weir` process; killed on drop.
+pub(crate) struct Weir {
+    child: Child,
+    pub(crate) rtmp: Option<SocketAddr>,
+    pub(crate) origin: Option<SocketAddr>,
+    pub(crate) edge: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+fn spawn(args: &[String]) -> Weir {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read weir's ready line");
+    assert!(
+        line.starts_with("weir ready"),
+        "weir did not start: {line:?} {}",
+        log.lock().unwrap()
+    );
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addrs: HashMap<&str, SocketAddr> = line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    Weir {
+        child,
+        rtmp: addrs.get("rtmp").copied(),
+        origin: addrs.get("origin").copied(),
+        edge: addrs["edge"],
+        log,
+    }
+}
+
+impl Weir {
+    /// `weir serve` with one event `it` (stream key [`STREAM_KEY`]) and `extra` TOML.
+    pub(crate) fn serve(extra: &str) -> Weir {
+        let dir = scratch_dir();
+        let config = dir.join("weir.toml");
+        std::fs::write(
+            &config,
+            format!("{extra}\n[[events]]\nid = \"it\"\nstream_key = \"{STREAM_KEY}\"\n"),
+        )
+        .unwrap();
+        let any = "127.0.0.1:0".to_string();
+        spawn(&[
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--rtmp-listen".into(),
+            any.clone(),
+            "--origin-listen".into(),
+            any.clone(),
+            "--edge-listen".into(),
+            any,
+        ])
+    }
+
+    /// `weir edge` in front of `upstream`.
+    pub(crate) fn edge(upstream: &str, timeout_ms: u64) -> Weir {
+        spawn(&[
+            "edge".into(),
+            "--upstream".into(),
+            upstream.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--upstream-timeout-ms".into(),
+            timeout_ms.to_string(),
+        ])
+    }
+
+    pub(crate) fn publish_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp.unwrap())
+    }
+
+    pub(crate) fn edge_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.edge)
+    }
+
+    pub(crate) fn origin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.origin.unwrap())
+    }
+
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An FLV made once per test run from a bundled clip: `loops` plays, copied or re-encoded
+/// with a 2 s GOP (as OBS sends by default).
+pub(crate) fn flv(clip: &str, loops: u32, reencode: bool) -> PathBuf {
+    static MADE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let key = format!("{clip}-{loops}-{reencode}");
+    let mut made = MADE.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = made.get(&key) {
+        return p.clone();
+    }
+    let out = scratch_dir().join(format!("{key}.flv"));
+    let mut args: Vec<String> = vec![
+        "-v".into(),
+        "error".into(),
+        "-y".into(),
+        "-stream_loop".into(),
+        (loops - 1).to_string(),
+    ];
+    args.extend(["-i".into(), media(clip).display().to_string()]);
+    if reencode {
+        args.extend("-c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -b:v 2500k -c:a aac -b:a 128k".split(' ').map(String::from));
+    } else {
+        args.extend(["-c".into(), "copy".into()]);
+    }
+    args.extend(["-f".into(), "flv".into(), out.display().to_string()]);
+    let status = Command::new("ffmpeg")
+        .args(&args)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make {key}");
+    made.insert(key, out.clone());
+    out
+}
+
+/// Publishes `file` over RTMP with `ffmpeg -c copy`, as fast as it reads (`realtime`: `-re`).
+pub(crate) fn publish(file: &Path, url: &str, realtime: bool) -> Child {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    cmd.arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ffmpeg")
+}
+
+/// Waits for a publishing ffmpeg to exit; returns (success, stderr).
+pub(crate) fn finish(mut child: Child, limit: Duration) -> (bool, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.success(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ffmpeg did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Fetched {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+pub(crate) fn agent() -> ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .into()
+        })
+        .clone()
+}
+
+pub(crate) fn get(url: &str) -> Fetched {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+pub(crate) fn try_get(url: &str) -> Result<Fetched, ureq::Error> {
+    let mut r = agent().get(url).call()?;
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let status = r.status().as_u16();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_vec()?;
+    Ok(Fetched {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The media playlist at `url`, parsed with m3u8-rs.
+pub(crate) fn media_playlist(url: &str) -> m3u8_rs::MediaPlaylist {
+    let f = get(url);
+    assert_eq!(f.status, 200, "GET {url}");
+    match m3u8_rs::parse_playlist_res(&f.body) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
+        other => panic!("not a media playlist at {url}: {other:?}"),
+    }
+}
+
+pub(crate) fn master_playlist(url: &str) -> m3u8_rs::MasterPlaylist {
+    let f = get(url);
+    assert_eq!(f.status, 200, "GET {url}");
+    match m3u8_rs::parse_playlist_res(&f.body) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(p)) => p,
+        other => panic!("not a master playlist at {url}: {other:?}"),
+    }
+}
+
+/// What a CMAF segment's first `traf` says: `tfdt`, the sum of its samples' durations over
+/// all fragments, and the first sample's flags.
+#[derive(Debug)]
+pub(crate) struct SegmentTiming {
+    pub(crate) tfdt: u64,
+    pub(crate) duration: u64,
+    pub(crate) first_sample_flags: u32,
+}
+
+fn boxes(data: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        assert!(
+            size >= 8 && at + size <= data.len(),
+            "malformed box at {at}"
+        );
+        out.push((&data[at + 4..at + 8], &data[at + 8..at + size]));
+        at += size;
+    }
+    out
+}
+
+pub(crate) fn segment_timing(segment: &[u8]) -> SegmentTiming {
+    let mut tfdt = None;
+    let mut duration = 0u64;
+    let mut first_flags = None;
+    for (kind, moof) in boxes(segment) {
+        if kind != b"moof" {
+            continue;
+        }
+        for (kind, traf) in boxes(moof) {
+            if kind != b"traf" {
+                continue;
+            }
+            for (kind, body) in boxes(traf) {
+                match kind {
+                    b"tfdt" => {
+                        let v = if body[0] == 1 {
+                            u64::from_be_bytes(body[4..12].try_into().unwrap())
+                        } else {
+                            u64::from(u32::from_be_bytes(body[4..8].try_into().unwrap()))
+                        };
+                        tfdt.get_or_insert(v);
+                    }
+                    b"trun" => {
+                        let flags = u32::from_be_bytes(body[0..4].try_into().unwrap()) & 0xff_ffff;
+                        let count = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+                        let mut at = 8
+                            + if flags & 1 != 0 { 4 } else { 0 }
+                            + if flags & 4 != 0 { 4 } else { 0 };
+                        for i in 0..count {
+                            let mut field = |bit: u32| {
+                                if flags & bit != 0 {
+                                    let v =
+                                        u32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+                                    at += 4;
+                                    Some(v)
+                                } else {
+                                    None
+                                }
+                            };
+                            let d = field(0x100);
+                            let _size = field(0x200);
+                            let f = field(0x400);
+                            let _cts = field(0x800);
+                            duration += u64::from(d.expect("weir writes per-sample durations"));
+                            if i == 0 && first_flags.is_none() {
+                                first_flags = f;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    SegmentTiming {
+        tfdt: tfdt.expect("segment has a tfdt"),
+        duration,
+        first_sample_flags: first_flags.unwrap_or(0),
+    }
+}
+
+/// The `timescale` of the `mdhd` in an init segment.
+pub(crate) fn init_timescale(init: &[u8]) -> u32 {
+    let at = init.windows(4).position(|w| w == b"mdhd").expect("mdhd");
+    u32::from_be_bytes(init[at + 16..at + 20].try_into().unwrap())
+}
+
+/// Runs ffmpeg/ffprobe with `args`; returns (success, stderr).
+pub(crate) fn run(tool: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tool");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Video frame timestamps (ms) of an FLV file, in file order.
+pub(crate) fn flv_video_timestamps(file: &Path) -> Vec<u32> {
+    let data = bytes::Bytes::from(std::fs::read(file).unwrap());
+    weir_ingest::file_tags(&data)
+        .filter(|(kind, _, body)| *kind == 9 && body.len() > 5 && body[1] == 1)
+        .map(|(_, ts, _)| ts)
+        .collect()
+}
