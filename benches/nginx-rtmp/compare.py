@@ -88,6 +88,7 @@ class Nginx:
 
 class Weir:
     def __init__(self, d, keys):
+        os.makedirs(d, exist_ok=True)
         conf = "".join(f'[[events]]\nid = "{k}"\nstream_key = "{k}-key-0000"\n' for k in keys)
         open(f"{d}/weir.toml", "w").write(conf)
         self.proc = subprocess.Popen([WEIR, "serve", "--config", f"{d}/weir.toml", "--rtmp-listen", "127.0.0.1:0",

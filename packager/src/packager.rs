@@ -360,9 +360,8 @@ impl Packager {
             keyframe && at - segment_start >= target_ticks
         });
         let Some(closed) = closed else { return };
-        if running.frame_rate.is_none() && closed.duration > 0 {
-            running.frame_rate =
-                Some(closed.samples as f64 * f64::from(ts.get()) / closed.duration as f64);
+        if running.frame_rate.is_none() {
+            running.frame_rate = closed.sample_rate;
         }
         if let Some(audio) = running.audio.as_ref() {
             let at = Timestamp::new((closed.start + closed.duration) as i64, ts)

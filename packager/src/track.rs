@@ -20,7 +20,8 @@ pub(crate) struct ClosedSegment {
     pub(crate) start: u64,
     /// Sum of the sample durations, track ticks.
     pub(crate) duration: u64,
-    pub(crate) samples: usize,
+    /// Samples per second, from the typical sample duration (robust to a timestamp gap).
+    pub(crate) sample_rate: Option<f64>,
     pub(crate) data: Bytes,
 }
 
@@ -51,6 +52,8 @@ pub(crate) struct TrackSegmenter {
     parts: Vec<Bytes>,
     part_samples: Vec<Sample>,
     part_start: u64,
+    /// Durations of the segment's samples so far, track ticks.
+    durations: Vec<u32>,
 }
 
 impl TrackSegmenter {
@@ -81,6 +84,7 @@ impl TrackSegmenter {
             parts: Vec::new(),
             part_samples: Vec::new(),
             part_start: start,
+            durations: Vec::new(),
         }
     }
 
@@ -166,6 +170,7 @@ impl TrackSegmenter {
             data: p.data,
         });
         self.last_duration = duration;
+        self.durations.push(duration);
         self.next_decode_time += u64::from(duration);
         self.segment_samples += 1;
     }
@@ -194,9 +199,10 @@ impl TrackSegmenter {
             msn: self.segment_msn,
             start: self.segment_start,
             duration: self.next_decode_time - self.segment_start,
-            samples: self.segment_samples,
+            sample_rate: typical_rate(&mut self.durations, self.timescale),
             data,
         };
+        self.durations.clear();
         self.segment_msn = MediaSequence(self.segment_msn.0 + 1);
         self.segment_start = self.next_decode_time;
         self.segment_samples = 0;
@@ -208,4 +214,40 @@ fn offset_in(ticks: i64, from: Timescale, to: Timescale) -> i32 {
     weir_media::Timestamp::new(ticks, from)
         .rescale(to)
         .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// Samples per second from the durations of a segment: the mean of the durations within 25%
+/// of the median, so a timestamp gap (a looped source, a dropped frame) does not skew it, and
+/// alternating 33/34 ms RTMP durations still give 29.97-30 fps.
+fn typical_rate(durations: &mut [u32], timescale: Timescale) -> Option<f64> {
+    if durations.is_empty() {
+        return None;
+    }
+    durations.sort_unstable();
+    let median = f64::from(durations[durations.len() / 2]);
+    let near: Vec<f64> = durations
+        .iter()
+        .map(|d| f64::from(*d))
+        .filter(|d| (d - median).abs() <= median / 4.0)
+        .collect();
+    let mean = near.iter().sum::<f64>() / near.len() as f64;
+    (mean > 0.0).then(|| f64::from(timescale.get()) / mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_rate_ignores_a_gap_and_rtmp_rounding() {
+        let ts = Timescale::MPEG_90K;
+        let mut looped = vec![3_600; 131];
+        looped.push(3_600 + 990); // the loop point of a -stream_loop source
+        assert_eq!(typical_rate(&mut looped, ts), Some(25.0));
+        let mut ntsc: Vec<u32> = (0..90)
+            .map(|i| if i % 3 == 2 { 3_060 } else { 2_970 })
+            .collect();
+        let fps = typical_rate(&mut ntsc, ts).unwrap();
+        assert!((fps - 30.0).abs() < 0.05, "{fps}");
+    }
 }
