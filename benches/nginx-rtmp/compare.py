@@ -150,6 +150,8 @@ def main():
                 end += durs[name][uri]
                 ds.append((seen[name][uri] - (t0 + end)) * 1000)
             ds = ds[1:]
+            if not ds:
+                report.append(f"- {name}: no segments seen at {urls[name]} ({len(seen[name])} listed)")
             if ds:
                 med[name] = statistics.median(ds)
                 report.append(f"- {name}: {med[name]:.0f} ms / {min(ds):.0f} ms / {max(ds):.0f} ms ({len(ds)} segments)")
