@@ -121,6 +121,7 @@ def main():
     if not os.path.exists(WEIR):
         raise SystemExit("build first: cargo build --release --bin weir")
     d = tempfile.mkdtemp(prefix="weir-bench-")
+    os.chmod(d, 0o755)  # nginx workers (www-data) read the HLS files
     report = []
     try:
         # 1. Packaging delay.
