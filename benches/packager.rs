@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weir_ingest::{file_tags, parse_audio, parse_video, Tag};
-use weir_packager::{Packager, PackagerConfig, SessionId};
+use weir_packager::{Packager, PackagerConfig, RenditionId, SessionId};
 
 fn load() -> (Vec<(u32, Tag)>, u64) {
     let clip = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/media/bigbuckbunny.mp4");
@@ -59,8 +59,16 @@ fn package(tags: &[(u32, Tag)]) -> usize {
     for (ts, tag) in tags {
         let now = t0 + Duration::from_millis(u64::from(*ts));
         match tag {
-            Tag::Config(info) => packager.track(info.clone(), now, &mut out),
-            Tag::Frame(frame) => packager.frame(frame.clone(), now, &mut out),
+            Tag::Config(info) => packager.track(
+                RenditionId::passthrough(info.kind),
+                info.clone(),
+                now,
+                &mut out,
+            ),
+            Tag::Frame(frame) => {
+                let rendition = RenditionId::passthrough(frame.track);
+                packager.frame(&rendition, frame.clone(), now, &mut out)
+            }
             _ => {}
         }
         produced += out.len();

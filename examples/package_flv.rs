@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use weir_ingest::{file_tags, parse_audio, parse_video, Tag};
-use weir_packager::{Artifact, Packager, PackagerConfig, SessionId};
+use weir_packager::{Artifact, Packager, PackagerConfig, RenditionId, SessionId};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -24,8 +24,10 @@ fn main() -> anyhow::Result<()> {
             _ => continue,
         };
         match tag? {
-            Tag::Config(info) => packager.track(info, now, &mut out),
-            Tag::Frame(f) => packager.frame(f, now, &mut out),
+            Tag::Config(info) => {
+                packager.track(RenditionId::passthrough(info.kind), info, now, &mut out)
+            }
+            Tag::Frame(f) => packager.frame(&RenditionId::passthrough(f.track), f, now, &mut out),
             _ => {}
         }
     }

@@ -6,15 +6,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use weir_config::{EventSettings, PackagerSettings, StreamKey};
-use weir_ingest::{EventDirectory, PublishRequest, PublishSession, Rejection};
+use std::time::Duration;
+
+use weir_config::{EventSettings, LadderSettings, PackagerSettings, StreamKey};
+use weir_ingest::{
+    EventDirectory, PublishRequest, PublishSession, Rejection, RenditionSink, Transcoder,
+    TranscoderConfig,
+};
 use weir_media::{Frame, TrackInfo};
 use weir_origin::{EventId, Store};
-use weir_packager::{Artifact, Packager, PackagerConfig, SessionId};
+use weir_packager::{Artifact, Packager, PackagerConfig, RenditionId, SessionId};
 
 /// The configured events.
 pub(crate) struct Directory<S> {
     events: Vec<Event>,
+    segment_target: Duration,
     store: Arc<S>,
     sessions: AtomicU32,
 }
@@ -22,6 +28,7 @@ pub(crate) struct Directory<S> {
 struct Event {
     id: EventId,
     stream_key: StreamKey,
+    ladder: LadderSettings,
     state: Arc<Mutex<EventState>>,
 }
 
@@ -42,7 +49,7 @@ impl<S: Store> Directory<S> {
             part_target: packager.part_target,
             window_segments: packager.window_segments,
         };
-        let events = events
+        let events: Vec<Event> = events
             .iter()
             .map(|e| {
                 let id = EventId::parse(&e.id)
@@ -50,6 +57,7 @@ impl<S: Store> Directory<S> {
                 Ok(Event {
                     id,
                     stream_key: e.stream_key.clone(),
+                    ladder: e.ladder.clone(),
                     state: Arc::new(Mutex::new(EventState {
                         packager: Packager::new(config.clone()),
                         live: false,
@@ -58,8 +66,12 @@ impl<S: Store> Directory<S> {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
+        if events.iter().any(|e: &Event| !e.ladder.is_passthrough()) {
+            weir_ingest::check_ffmpeg()?;
+        }
         Ok(Directory {
             events,
+            segment_target: packager.segment_target,
             store,
             sessions: AtomicU32::new(0),
         })
@@ -93,17 +105,39 @@ impl<S: Store> EventDirectory for Directory<S> {
             .map_or(0, |d| d.as_millis() as u64);
         let session =
             SessionId::from_unix_millis(millis, self.sessions.fetch_add(1, Ordering::Relaxed) % 36);
-        tracing::info!(event = %event.id, session = %session, "publisher accepted");
+        tracing::info!(event = %event.id, session = %session, ladder = %event.ladder.name, "publisher accepted");
         let state_ref = &mut *state;
         state_ref
             .packager
-            .begin_session(session, now, &mut state_ref.out);
+            .begin_session(session.clone(), now, &mut state_ref.out);
         drain(&*self.store, &event.id, state_ref);
-        Ok(Publisher {
+        drop(state);
+        let sink = EventSink {
             event: event.id.clone(),
             state: event.state.clone(),
             store: self.store.clone(),
-        })
+            session,
+            discontinuities: 0,
+            renditions: Vec::new(),
+        };
+        let transcoder = if event.ladder.is_passthrough() {
+            None
+        } else {
+            let config = TranscoderConfig {
+                event: event.id.to_string(),
+                ladder: event.ladder.clone(),
+                segment_target: self.segment_target,
+            };
+            match Transcoder::start(config, sink.clone_handle()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(event = %event.id, error = %e, "cannot start the transcoder");
+                    lock(&event.state).live = false;
+                    return Err(Rejection::Unavailable);
+                }
+            }
+        };
+        Ok(Publisher { sink, transcoder })
     }
 }
 
@@ -113,37 +147,111 @@ fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
     }
 }
 
-/// One accepted publisher: its media goes through the event's packager into the store.
-pub(crate) struct Publisher<S: Store> {
+/// Where an event's renditions go: its packager, then its store. Used directly for a
+/// passthrough event, and as the transcoder's [`RenditionSink`] otherwise.
+pub(crate) struct EventSink<S: Store> {
     event: EventId,
     state: Arc<Mutex<EventState>>,
     store: Arc<S>,
+    session: SessionId,
+    discontinuities: u32,
+    /// Rendition names seen, parsed once.
+    renditions: Vec<RenditionId>,
+}
+
+impl<S: Store> EventSink<S> {
+    fn clone_handle(&self) -> EventSink<S> {
+        EventSink {
+            event: self.event.clone(),
+            state: self.state.clone(),
+            store: self.store.clone(),
+            session: self.session.clone(),
+            discontinuities: 0,
+            renditions: Vec::new(),
+        }
+    }
+
+    fn rendition(&mut self, name: &str) -> Option<RenditionId> {
+        if let Some(r) = self.renditions.iter().find(|r| r.as_str() == name) {
+            return Some(r.clone());
+        }
+        let r = RenditionId::from_name(name)?;
+        self.renditions.push(r.clone());
+        Some(r)
+    }
+
+    fn with_packager(&self, f: impl FnOnce(&mut Packager, SystemTime, &mut Vec<Artifact>)) {
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        f(&mut s.packager, SystemTime::now(), &mut s.out);
+        drain(&*self.store, &self.event, s);
+    }
+}
+
+impl<S: Store> RenditionSink for EventSink<S> {
+    fn track(&mut self, rendition: &str, info: TrackInfo) {
+        if let Some(r) = self.rendition(rendition) {
+            self.with_packager(|p, now, out| p.track(r, info, now, out));
+        }
+    }
+
+    fn frame(&mut self, rendition: &str, frame: Frame) {
+        if let Some(r) = self.rendition(rendition) {
+            self.with_packager(|p, now, out| p.frame(&r, frame, now, out));
+        }
+    }
+
+    fn discontinuity(&mut self) {
+        self.discontinuities += 1;
+        let id = SessionId::parse(&format!("{}d{}", self.session, self.discontinuities))
+            .unwrap_or_else(|| self.session.clone());
+        self.with_packager(|p, now, out| p.begin_session(id, now, out));
+    }
+}
+
+/// One accepted publisher: its media goes to the event's packager, through the transcoder
+/// when the event's ladder has encoded renditions.
+pub(crate) struct Publisher<S: Store> {
+    sink: EventSink<S>,
+    transcoder: Option<Transcoder>,
 }
 
 impl<S: Store> PublishSession for Publisher<S> {
     fn track(&mut self, info: TrackInfo) {
-        let mut state = lock(&self.state);
-        let s = &mut *state;
-        s.packager.track(info, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
+        match &self.transcoder {
+            Some(t) => t.track(info),
+            None => {
+                let rendition = RenditionId::passthrough(info.kind);
+                self.sink
+                    .with_packager(|p, now, out| p.track(rendition, info, now, out));
+            }
+        }
     }
 
     fn frame(&mut self, frame: Frame) {
-        let mut state = lock(&self.state);
-        let s = &mut *state;
-        s.packager.frame(frame, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
+        match &self.transcoder {
+            Some(t) => t.frame(frame),
+            None => {
+                let rendition = RenditionId::passthrough(frame.track);
+                self.sink
+                    .with_packager(|p, now, out| p.frame(&rendition, frame, now, out));
+            }
+        }
     }
 }
 
 impl<S: Store> Drop for Publisher<S> {
     fn drop(&mut self) {
-        let mut state = lock(&self.state);
+        // Everything queued is transcoded and the encoders flushed before the session ends.
+        if let Some(t) = self.transcoder.take() {
+            t.finish();
+        }
+        let mut state = lock(&self.sink.state);
         let s = &mut *state;
         // The partial GOP becomes a short final segment; the playlists keep their window.
         s.packager.end_session(SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
+        drain(&*self.sink.store, &self.sink.event, s);
         s.live = false;
-        tracing::info!(event = %self.event, "publisher session ended");
+        tracing::info!(event = %self.sink.event, "publisher session ended");
     }
 }

@@ -12,6 +12,9 @@
 //! assert_eq!(config.packager.window_segments.get(), 6);
 //! ```
 
+mod ladder;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -19,6 +22,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+
+pub use ladder::{
+    AudioEncoding, AudioRendition, LadderSettings, VideoEncoding, VideoRendition, H264_PROFILES,
+    X264_PRESETS,
+};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +130,8 @@ pub struct EventSettings {
     pub id: String,
     /// The stream key that publishes it (`rtmp://host/live/{stream_key}`).
     pub stream_key: StreamKey,
+    /// The renditions it is published in. Default: the built-in `default` ladder.
+    pub ladder: LadderSettings,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,6 +142,7 @@ struct RawConfig {
     origin: RawOrigin,
     edge: RawEdge,
     events: Vec<RawEvent>,
+    ladders: BTreeMap<String, ladder::RawLadder>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +228,7 @@ impl Default for RawEdge {
 struct RawEvent {
     id: String,
     stream_key: String,
+    ladder: Option<String>,
 }
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
@@ -230,6 +242,7 @@ impl Config {
             events: vec![RawEvent {
                 id: DEMO_EVENT.0.into(),
                 stream_key: DEMO_EVENT.1.into(),
+                ladder: None,
             }],
             ..RawConfig::default()
         };
@@ -262,6 +275,7 @@ impl Config {
                 )))
             }
         };
+        let ladders = ladder::validate_ladders(raw.ladders)?;
         let mut events = Vec::with_capacity(raw.events.len());
         for e in raw.events {
             let id_ok = !e.id.is_empty()
@@ -290,9 +304,21 @@ impl Config {
                     e.id
                 )));
             }
+            let ladder_name = e.ladder.as_deref().unwrap_or("default");
+            let ladder = ladders
+                .iter()
+                .find(|l| l.name == ladder_name)
+                .cloned()
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "events.ladder of {:?}: no ladder {ladder_name:?} (built in: \"default\", \"passthrough\"; others in [ladders.NAME])",
+                        e.id
+                    ))
+                })?;
             events.push(EventSettings {
                 id: e.id,
                 stream_key: StreamKey(e.stream_key),
+                ladder,
             });
         }
         if let Some(u) = &raw.edge.upstream {
@@ -389,6 +415,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("window_segments"), "{e}");
+    }
+
+    #[test]
+    fn ladders_default_and_custom() {
+        let c = Config::embedded();
+        let names: Vec<_> = c.events[0]
+            .ladder
+            .video
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["1080p", "720p", "480p", "360p"]);
+        let c = Config::from_toml(
+            "[ladders.small]\naudio = { bitrate_kbps = 96 }\n\
+             [[ladders.small.video]]\nname = \"source\"\npassthrough = true\n\
+             [[ladders.small.video]]\nname = \"240p\"\nwidth = 427\nheight = 240\nbitrate_kbps = 300\n\
+             [[events]]\nid = \"a\"\nstream_key = \"abcdefgh\"\nladder = \"small\"\n\
+             [[events]]\nid = \"b\"\nstream_key = \"bcdefghi\"\nladder = \"passthrough\"\n",
+        )
+        .unwrap();
+        let small = &c.events[0].ladder;
+        assert_eq!(small.video[0].encoding, None);
+        let rung = small.video[1].encoding.as_ref().unwrap();
+        assert_eq!(
+            (rung.width, rung.height, rung.max_rate_bps),
+            (426, 240, 330_000)
+        );
+        assert_eq!(small.audio.encoding.as_ref().unwrap().bitrate_bps, 96_000);
+        assert!(c.events[1].ladder.is_passthrough());
+        for (bad, field) in [
+            ("[[events]]\nid = \"a\"\nstream_key = \"abcdefgh\"\nladder = \"nope\"\n", "events.ladder"),
+            ("[[ladders.x.video]]\nname = \"a/b\"\npassthrough = true\n", "ladders.x.video"),
+            ("[[ladders.x.video]]\nname = \"a\"\nwidth = 640\nheight = 360\nbitrate_kbps = 700\npreset = \"warp\"\n", "preset"),
+            ("[[ladders.x.video]]\nname = \"a\"\nwidth = 640\nheight = 360\n", "bitrate_kbps"),
+            ("[[ladders.default.video]]\nname = \"a\"\npassthrough = true\n", "built-in"),
+        ] {
+            let e = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod flv;
 mod rtmp;
+mod transcode;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +23,10 @@ use weir_media::{Frame, TrackInfo};
 // The public interface.
 pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
 pub use rtmp::{serve as serve_rtmp, RtmpConfig};
+pub use transcode::{
+    check_ffmpeg, fit_rendition, x264_options, RenditionSink, TranscodeError, Transcoder,
+    TranscoderConfig,
+};
 
 /// A publisher asking to publish: what [`EventDirectory::authorize`] decides on.
 pub struct PublishRequest<'a> {
@@ -53,6 +58,9 @@ pub enum Rejection {
     /// The event already has a live publisher; one stream key publishes at a time.
     #[error("stream key already publishing")]
     AlreadyPublishing,
+    /// The event cannot take a publisher now (its transcoder could not start).
+    #[error("event unavailable")]
+    Unavailable,
 }
 
 impl Rejection {
@@ -61,6 +69,7 @@ impl Rejection {
         match self {
             Rejection::UnknownStreamKey => "unknown stream key",
             Rejection::AlreadyPublishing => "stream key already publishing",
+            Rejection::Unavailable => "event unavailable",
         }
     }
 }

@@ -98,6 +98,43 @@ impl AvcConfig {
         &self.record
     }
 
+    /// Builds the record (4-byte NAL lengths) for one SPS and one PPS NAL unit, each without
+    /// start code, e.g. from an encoder's Annex B headers (ISO/IEC 14496-15 §5.3.3.1.2).
+    ///
+    /// # Errors
+    /// [`MediaError::InvalidAvcConfig`] if the SPS is shorter than 4 bytes, either set is
+    /// longer than 65 535 bytes, or the SPS does not parse.
+    pub fn from_parameter_sets(sps: &[u8], pps: &[u8]) -> Result<AvcConfig, MediaError> {
+        if sps.len() < 4 || sps.len() > 0xffff || pps.len() > 0xffff {
+            return Err(MediaError::InvalidAvcConfig(format!(
+                "parameter set sizes {} and {}",
+                sps.len(),
+                pps.len()
+            )));
+        }
+        let mut record = Vec::with_capacity(11 + sps.len() + pps.len());
+        // version 1, profile, compatibility, level, 0b111111 + lengthSizeMinusOne 3,
+        // 0b111 + one SPS.
+        record.extend_from_slice(&[1, sps[1], sps[2], sps[3], 0xff, 0xe1]);
+        record.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        record.extend_from_slice(sps);
+        record.push(1);
+        record.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        record.extend_from_slice(pps);
+        AvcConfig::parse(Bytes::from(record))
+    }
+
+    /// The record's SPS and PPS NAL units (without length prefix), in order: what a decoder
+    /// fed Annex B needs before the first IDR picture.
+    pub fn parameter_sets(&self) -> Vec<&[u8]> {
+        let Ok(parsed) = AvcDecoderConfigurationRecord::try_from(&self.record[..]) else {
+            return Vec::new();
+        };
+        let sps = parsed.sequence_parameter_sets().filter_map(Result::ok);
+        let pps = parsed.picture_parameter_sets().filter_map(Result::ok);
+        sps.chain(pps).collect()
+    }
+
     /// The RFC 6381 codec string, `avc1.PPCCLL` in hex (e.g. `avc1.64001f`).
     pub fn codec_string(&self) -> String {
         format!(
@@ -181,6 +218,31 @@ impl AacConfig {
         format!("mp4a.40.{}", self.object_type)
     }
 
+    /// The 7-byte ADTS header (ISO/IEC 13818-7 §6.2, no CRC) that makes one raw access unit
+    /// of `payload_len` bytes a self-describing frame, for decoders without the
+    /// `AudioSpecificConfig`. `None` for what ADTS cannot describe: object types above 4,
+    /// explicit sampling rates, channel configuration 0, frames over 8 184 bytes.
+    pub fn adts_header(&self, payload_len: usize) -> Option<[u8; 7]> {
+        let index = AAC_SAMPLE_RATES
+            .iter()
+            .position(|r| *r == self.sample_rate)? as u8;
+        let profile = self.object_type.checked_sub(1).filter(|p| *p < 4)?;
+        let channels = self.channels;
+        let len = payload_len + 7;
+        if channels == 0 || channels > 7 || len > 0x1fff {
+            return None;
+        }
+        Some([
+            0xff,
+            0xf1, // MPEG-4, layer 0, no CRC
+            (profile << 6) | (index << 2) | (channels >> 2),
+            ((channels & 3) << 6) | (len >> 11) as u8,
+            (len >> 3) as u8,
+            ((len & 7) << 5) as u8 | 0x1f, // buffer fullness 0x7ff: variable rate
+            0xfc,
+        ])
+    }
+
     /// The sample rate as a timescale.
     pub fn timescale(&self) -> Timescale {
         Timescale::new(self.sample_rate).unwrap_or(Timescale::MILLIS)
@@ -233,5 +295,23 @@ mod tests {
         assert_eq!(c.codec_string(), "avc1.4d401f");
         assert_eq!((c.width, c.height, c.nal_length_size), (1280, 720, 4));
         assert!(AvcConfig::parse(Bytes::copy_from_slice(&record[..10])).is_err());
+        let sets = c.parameter_sets();
+        assert_eq!(sets.len(), 2);
+        assert_eq!((sets[0][0] & 0x1f, sets[1][0] & 0x1f), (7, 8));
+        let rebuilt = AvcConfig::from_parameter_sets(sets[0], sets[1]).unwrap();
+        assert_eq!(&rebuilt.record()[..], record);
+    }
+
+    #[test]
+    fn adts_header_of_aac_lc_5_1() {
+        let c = AacConfig::parse(Bytes::from_static(&[0x11, 0xb0])).unwrap();
+        let h = c.adts_header(100).unwrap();
+        // syncword, MPEG-4, no CRC; LC (1), 48 kHz (3), 6 channels, 107 bytes in all.
+        assert_eq!(h[0..2], [0xff, 0xf1]);
+        assert_eq!(h[2], (1 << 6) | (3 << 2) | (6 >> 2));
+        let len =
+            ((usize::from(h[3]) & 3) << 11) | (usize::from(h[4]) << 3) | (usize::from(h[5]) >> 5);
+        assert_eq!(len, 107);
+        assert_eq!(h[3] >> 6, 6 & 3);
     }
 }

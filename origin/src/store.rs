@@ -96,14 +96,16 @@ impl Store for MemoryStore {
         match route {
             Route::Master(_) => e.master.clone(),
             Route::MediaPlaylist(_, r) => e.playlists.get(r).cloned(),
-            Route::InitSegment(_, r, s) => e.inits.get(&(*r, s.clone())).map(|b| Object {
+            Route::InitSegment(_, r, s) => e.inits.get(&(r.clone(), s.clone())).map(|b| Object {
                 kind: ObjectKind::InitSegment,
                 body: b.clone(),
             }),
-            Route::Segment(_, r, s, m) => e.segments.get(&(*r, s.clone(), *m)).map(|b| Object {
-                kind: ObjectKind::Segment,
-                body: b.clone(),
-            }),
+            Route::Segment(_, r, s, m) => {
+                e.segments.get(&(r.clone(), s.clone(), *m)).map(|b| Object {
+                    kind: ObjectKind::Segment,
+                    body: b.clone(),
+                })
+            }
         }
     }
 

@@ -1,4 +1,7 @@
+use std::borrow::Cow;
 use std::fmt;
+
+use weir_media::TrackKind;
 
 /// A media sequence number (RFC 8216 §4.3.3.2): the position of a segment in an event's
 /// timeline. Grows by one per segment, across publisher sessions, and never goes back.
@@ -12,32 +15,50 @@ impl fmt::Display for MediaSequence {
 }
 
 /// The name of a rendition (one media playlist of an event), used as its URL path component:
-/// `source` for the passthrough video, `audio` for the audio group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RenditionId(&'static str);
+/// `source` for the passthrough video, `audio` for the audio group, or a ladder rung's name
+/// such as `720p`. 1 to 32 of `[A-Za-z0-9_-]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RenditionId(Cow<'static, str>);
 
 impl RenditionId {
     /// The passthrough video rendition.
-    pub const SOURCE: RenditionId = RenditionId("source");
+    pub const SOURCE: RenditionId = RenditionId(Cow::Borrowed("source"));
     /// The audio rendition (`EXT-X-MEDIA TYPE=AUDIO`, group `audio`).
-    pub const AUDIO: RenditionId = RenditionId("audio");
+    pub const AUDIO: RenditionId = RenditionId(Cow::Borrowed("audio"));
 
-    /// The rendition whose URL component is `name`, if there is one.
+    /// Parses a rendition name (from configuration or a URL path component); `None` unless
+    /// it is 1 to 32 of `[A-Za-z0-9_-]`.
     pub fn from_name(name: &str) -> Option<RenditionId> {
-        [RenditionId::SOURCE, RenditionId::AUDIO]
-            .into_iter()
-            .find(|r| r.0 == name)
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| match name {
+            "source" => RenditionId::SOURCE,
+            "audio" => RenditionId::AUDIO,
+            _ => RenditionId(Cow::Owned(name.to_string())),
+        })
+    }
+
+    /// The rendition a passthrough event puts a source track of `kind` in: [`Self::SOURCE`]
+    /// or [`Self::AUDIO`].
+    pub fn passthrough(kind: TrackKind) -> RenditionId {
+        match kind {
+            TrackKind::Video => RenditionId::SOURCE,
+            TrackKind::Audio => RenditionId::AUDIO,
+        }
     }
 
     /// The URL path component.
-    pub fn as_str(self) -> &'static str {
-        self.0
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl fmt::Display for RenditionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -111,6 +132,15 @@ mod tests {
         assert_ne!(id, SessionId::from_unix_millis(1_763_716_172_123, 1));
         for bad in ["", "..", "a/b", "ABC", &"a".repeat(33)] {
             assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rendition_names_are_url_safe() {
+        assert_eq!(RenditionId::from_name("source"), Some(RenditionId::SOURCE));
+        assert_eq!(RenditionId::from_name("720p").unwrap().as_str(), "720p");
+        for bad in ["", "..", "a/b", "a b", "%2e", &"a".repeat(33)] {
+            assert_eq!(RenditionId::from_name(bad), None, "{bad}");
         }
     }
 }

@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use weir_media::{CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
-use crate::playlist::{render_master, Expiry, MediaPlaylist, SegmentEntry, VariantInfo};
+use crate::playlist::{
+    render_master, AudioGroup, Expiry, MediaPlaylist, SegmentEntry, VariantInfo,
+};
 use crate::track::{ClosedSegment, TrackSegmenter};
 use crate::{fmp4, MediaSequence, RenditionId, SessionId};
 
-/// Audio frames held while a session waits for its first video keyframe (about 1.4 s of AAC
-/// at 44.1 kHz); the oldest is dropped when full.
-const MAX_QUEUED_AUDIO: usize = 64;
+/// Frames held while a session waits for its lead video rendition's first keyframe (about
+/// 1.4 s of AAC at 44.1 kHz, or a few frames of each other rendition of a ladder); the oldest
+/// is dropped when full.
+const MAX_QUEUED_FRAMES: usize = 256;
 
 /// Audio frames after which a session with no video configuration starts audio-only.
 const AUDIO_ONLY_AFTER_FRAMES: usize = 48;
@@ -93,14 +96,22 @@ pub enum Artifact {
 /// Packages one event: keeps its playlists across publisher sessions.
 ///
 /// Feed it [`begin_session`](Packager::begin_session) when a publisher is accepted, then
-/// [`track`](Packager::track) for every sequence header and [`frame`](Packager::frame) for
-/// every access unit, and [`end_session`](Packager::end_session) when the publisher leaves.
-/// Each call appends what it produced to `out`. Time is passed in; nothing is read from a
-/// clock.
+/// [`track`](Packager::track) for every rendition's decoder configuration and
+/// [`frame`](Packager::frame) for every access unit, and
+/// [`end_session`](Packager::end_session) when the publisher leaves. Each call appends what
+/// it produced to `out`. Time is passed in; nothing is read from a clock.
 ///
-/// A session starts at its first video keyframe (audio frames before it are dropped), or
-/// audio-only when about a second of audio has arrived and no video configuration has. Each
-/// later session continues the same playlists after `EXT-X-DISCONTINUITY`, with media
+/// An event has any number of video renditions (the passthrough `source`, or the rungs of a
+/// transcoding ladder) and at most one audio rendition. The first video rendition configured
+/// in a session is its *lead*: the session starts at the lead's first keyframe (frames of
+/// other renditions that arrive earlier are held), or audio-only when about a second of audio
+/// has arrived and no video configuration has. Every video rendition cuts at its first
+/// keyframe at or after the target duration; a ladder whose keyframes sit at the same
+/// presentation times in every rendition (as weir's transcoder makes them) therefore gets
+/// segments with the same media sequence numbers and start times everywhere. Audio follows
+/// the lead's cuts.
+///
+/// Each later session continues the same playlists after `EXT-X-DISCONTINUITY`, with media
 /// sequence numbers that never go back and a decode timeline (`tfdt`) that continues where
 /// the previous session ended.
 #[derive(Debug)]
@@ -109,8 +120,8 @@ pub struct Packager {
     next_msn: MediaSequence,
     /// `EXT-X-TARGETDURATION`, seconds: set by the event's first segment.
     target_duration: Option<u64>,
-    video_playlist: MediaPlaylist,
-    audio_playlist: MediaPlaylist,
+    /// Every rendition the event has had, in the order it first appeared.
+    playlists: Vec<MediaPlaylist>,
     /// End of the event's decode timeline so far, 90 kHz ticks.
     timeline_end: u64,
     sessions_run: u64,
@@ -121,11 +132,20 @@ pub struct Packager {
 #[derive(Debug)]
 struct Session {
     id: SessionId,
-    video_config: Option<TrackInfo>,
-    audio_config: Option<TrackInfo>,
-    queued_audio: VecDeque<Frame>,
+    /// The renditions announced so far, in order: the first video one is the lead.
+    configs: Vec<(RenditionId, TrackInfo)>,
+    queued: VecDeque<(RenditionId, Frame)>,
     running: Option<Running>,
     config_changes: u32,
+}
+
+impl Session {
+    fn lead(&self) -> Option<&RenditionId> {
+        self.configs
+            .iter()
+            .find(|(_, info)| info.kind == TrackKind::Video)
+            .map(|(r, _)| r)
+    }
 }
 
 #[derive(Debug)]
@@ -133,33 +153,34 @@ struct Running {
     wall_start: SystemTime,
     /// The publisher's timestamp of the session's first frame.
     start_dts: Timestamp,
-    video: Option<RunningTrack>,
-    audio: Option<RunningTrack>,
-    /// Segment boundaries the video has cut and the audio has not reached, audio ticks.
+    /// One per rendition configured when the session started; the lead first.
+    tracks: Vec<RunningTrack>,
+    /// Presentation times (90 kHz, event timeline) where the lead cut segments that the audio
+    /// has not reached yet.
     boundaries: VecDeque<u64>,
-    frame_rate: Option<f64>,
 }
 
 #[derive(Debug)]
 struct RunningTrack {
+    rendition: RenditionId,
     segmenter: TrackSegmenter,
-    /// Decode time at the session start (the video's first keyframe), track ticks.
+    /// Decode time at the session start (the lead's first keyframe), track ticks.
     base: u64,
     segments: u64,
     /// Whether the track's first sample has been placed relative to the session start.
     anchored: bool,
+    /// Frames per second, measured on the track's first segment.
+    frame_rate: Option<f64>,
 }
 
 impl Packager {
     /// A packager for one event.
     pub fn new(config: PackagerConfig) -> Packager {
-        let window = config.window_segments.get();
         Packager {
             config,
             next_msn: MediaSequence(0),
             target_duration: None,
-            video_playlist: MediaPlaylist::new(RenditionId::SOURCE, window),
-            audio_playlist: MediaPlaylist::new(RenditionId::AUDIO, window),
+            playlists: Vec::new(),
             timeline_end: 0,
             sessions_run: 0,
             session: None,
@@ -173,91 +194,104 @@ impl Packager {
         self.end_session(now, out);
         self.session = Some(Session {
             id,
-            video_config: None,
-            audio_config: None,
-            queued_audio: VecDeque::new(),
+            configs: Vec::new(),
+            queued: VecDeque::new(),
             running: None,
             config_changes: 0,
         });
     }
 
-    /// A track's decoder configuration (an FLV sequence header). A configuration that differs
-    /// from the running one ends the session and continues in a new one after a
-    /// discontinuity, with a new init segment.
-    pub fn track(&mut self, info: TrackInfo, now: SystemTime, out: &mut Vec<Artifact>) {
+    /// The decoder configuration of `rendition` (an FLV sequence header, or an encoder's
+    /// parameter sets). A configuration that differs from a running one ends the session and
+    /// continues in a new one after a discontinuity, with new init segments.
+    pub fn track(
+        &mut self,
+        rendition: RenditionId,
+        info: TrackInfo,
+        now: SystemTime,
+        out: &mut Vec<Artifact>,
+    ) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let slot = match info.kind {
-            TrackKind::Video => &mut session.video_config,
-            TrackKind::Audio => &mut session.audio_config,
-        };
-        if slot.as_ref() == Some(&info) {
-            return;
+        let slot = session.configs.iter().position(|(r, _)| *r == rendition);
+        if let Some(i) = slot {
+            if session.configs[i].1 == info {
+                return;
+            }
         }
-        let running = session.running.as_ref().is_some_and(|r| match info.kind {
-            TrackKind::Video => r.video.is_some(),
-            TrackKind::Audio => r.audio.is_some(),
-        });
+        let running = session
+            .running
+            .as_ref()
+            .is_some_and(|r| r.tracks.iter().any(|t| t.rendition == rendition));
         if !running {
-            *slot = Some(info);
+            match slot {
+                Some(i) => session.configs[i].1 = info,
+                None => session.configs.push((rendition, info)),
+            }
             return;
         }
-        tracing::warn!(kind = ?info.kind, "codec configuration changed mid-session; starting a new session");
+        tracing::warn!(%rendition, "codec configuration changed mid-session; starting a new session");
         let changes = session.config_changes + 1;
-        let (video, audio) = (session.video_config.clone(), session.audio_config.clone());
+        let mut configs = std::mem::take(&mut session.configs);
         let id = SessionId::parse(&format!("{}x{changes}", session.id))
             .unwrap_or_else(|| session.id.clone());
         self.begin_session(id, now, out);
+        if let Some(i) = slot {
+            configs[i].1 = info;
+        }
         if let Some(s) = self.session.as_mut() {
             s.config_changes = changes;
-            s.video_config = video;
-            s.audio_config = audio;
-            match info.kind {
-                TrackKind::Video => s.video_config = Some(info),
-                TrackKind::Audio => s.audio_config = Some(info),
-            }
+            s.configs = configs;
         }
     }
 
-    /// One access unit of the current session.
-    pub fn frame(&mut self, frame: Frame, now: SystemTime, out: &mut Vec<Artifact>) {
+    /// One access unit of `rendition` in the current session.
+    pub fn frame(
+        &mut self,
+        rendition: &RenditionId,
+        frame: Frame,
+        now: SystemTime,
+        out: &mut Vec<Artifact>,
+    ) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if session.running.is_none() {
-            match frame.track {
-                TrackKind::Audio if session.audio_config.is_some() => {
-                    if session.queued_audio.len() == MAX_QUEUED_AUDIO {
-                        session.queued_audio.pop_front();
-                    }
-                    session.queued_audio.push_back(frame);
-                    if session.video_config.is_none()
-                        && session.queued_audio.len() >= AUDIO_ONLY_AFTER_FRAMES
-                    {
-                        let first = session.queued_audio[0].dts;
-                        self.start(first, now, out);
-                        self.drain_queued_audio(now, out);
-                    }
-                }
-                TrackKind::Video if frame.keyframe && session.video_config.is_some() => {
-                    let start = frame.dts;
-                    self.start(start, now, out);
-                    self.push_video(frame, now, out);
-                    self.drain_queued_audio(now, out);
-                }
-                _ => {}
+        if session.running.is_some() {
+            self.push(rendition, frame, now, out);
+            return;
+        }
+        if !session.configs.iter().any(|(r, _)| r == rendition) {
+            return;
+        }
+        let has_lead = session.lead().is_some();
+        if session.lead() == Some(rendition) {
+            if frame.keyframe {
+                self.start(frame.dts, now, out);
+                self.push(rendition, frame, now, out);
+                self.drain_queued(now, out);
             }
             return;
         }
-        match frame.track {
-            TrackKind::Video => self.push_video(frame, now, out),
-            TrackKind::Audio => self.push_audio(frame, now, out),
+        if session.queued.len() == MAX_QUEUED_FRAMES {
+            session.queued.pop_front();
+        }
+        session.queued.push_back((rendition.clone(), frame));
+        let audio_only = !has_lead
+            && session.queued.len() >= AUDIO_ONLY_AFTER_FRAMES
+            && session
+                .configs
+                .iter()
+                .all(|(_, i)| i.kind == TrackKind::Audio);
+        if audio_only {
+            let first = session.queued[0].1.dts;
+            self.start(first, now, out);
+            self.drain_queued(now, out);
         }
     }
 
-    /// The publisher left: the partial GOP becomes a short final segment, and the playlists
-    /// keep their window until the next session continues them.
+    /// The publisher left: each rendition's partial GOP becomes a short final segment, and
+    /// the playlists keep their window until the next session continues them.
     pub fn end_session(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
         let Some(session) = self.session.as_mut() else {
             return;
@@ -267,11 +301,7 @@ impl Packager {
             return;
         };
         let mut closed_segments = Vec::new();
-        for kind in [TrackKind::Video, TrackKind::Audio] {
-            let wall_start = running.wall_start;
-            let Some(track) = running.track_mut(kind) else {
-                continue;
-            };
+        for track in &mut running.tracks {
             let closed = track.segmenter.finish();
             let end = Timestamp::new(
                 track.segmenter.next_decode_time() as i64,
@@ -281,10 +311,8 @@ impl Packager {
             self.timeline_end = self.timeline_end.max(end.max(0) as u64);
             self.next_msn = self.next_msn.max(track.segmenter.segment_msn());
             if let Some(closed) = closed {
-                closed_segments.push((
-                    SegmentFacts::of(&session.id, wall_start, kind, track),
-                    closed,
-                ));
+                let facts = SegmentFacts::of(&session.id, running.wall_start, track);
+                closed_segments.push((facts, closed));
             }
         }
         // Published while the session is still current, so the master playlist can use it.
@@ -301,81 +329,67 @@ impl Packager {
         self.sessions_run += 1;
         let part_secs = self.config.part_target.as_secs_f64();
         let (base_90k, msn) = (self.timeline_end, self.next_msn);
-        let make = |info: &TrackInfo| {
-            let base = Timestamp::new(base_90k as i64, Timescale::MPEG_90K)
-                .rescale(info.codec.timescale())
-                .max(0) as u64;
-            RunningTrack {
-                segmenter: TrackSegmenter::new(info.clone(), base, msn, part_secs),
-                base,
-                segments: 0,
-                anchored: info.kind == TrackKind::Video,
+        let lead = session.lead().cloned();
+        let mut tracks: Vec<RunningTrack> = session
+            .configs
+            .iter()
+            .map(|(rendition, info)| {
+                let base = Timestamp::new(base_90k as i64, Timescale::MPEG_90K)
+                    .rescale(info.codec.timescale())
+                    .max(0) as u64;
+                RunningTrack {
+                    rendition: rendition.clone(),
+                    segmenter: TrackSegmenter::new(info.clone(), base, msn, part_secs),
+                    base,
+                    segments: 0,
+                    anchored: Some(rendition) == lead.as_ref(),
+                    frame_rate: None,
+                }
+            })
+            .collect();
+        tracks.sort_by_key(|t| !t.anchored);
+        for track in &tracks {
+            if !self
+                .playlists
+                .iter()
+                .any(|p| p.rendition() == &track.rendition)
+            {
+                let window = self.config.window_segments.get();
+                self.playlists
+                    .push(MediaPlaylist::new(track.rendition.clone(), window));
             }
-        };
-        let video = session.video_config.as_ref().map(make);
-        let audio = session.audio_config.as_ref().map(make);
-        for track in [&video, &audio].into_iter().flatten() {
             out.push(Artifact::InitSegment {
-                rendition: rendition_of(track.segmenter.info.kind),
+                rendition: track.rendition.clone(),
                 session: session.id.clone(),
                 data: fmp4::init_segment(&track.segmenter.info),
             });
         }
-        tracing::info!(session = %session.id, video = video.is_some(), audio = audio.is_some(), msn = msn.0, "packaging started");
+        tracing::info!(session = %session.id, renditions = tracks.len(), msn = msn.0, "packaging started");
         session.running = Some(Running {
             wall_start: now,
             start_dts,
-            video,
-            audio,
+            tracks,
             boundaries: VecDeque::new(),
-            frame_rate: None,
         });
     }
 
-    fn drain_queued_audio(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+    fn drain_queued(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
         let queued = match self.session.as_mut() {
-            Some(s) => std::mem::take(&mut s.queued_audio),
+            Some(s) => std::mem::take(&mut s.queued),
             None => return,
         };
-        for f in queued {
-            self.push_audio(f, now, out);
+        for (rendition, frame) in queued {
+            self.push(&rendition, frame, now, out);
         }
     }
 
-    fn push_video(&mut self, frame: Frame, now: SystemTime, out: &mut Vec<Artifact>) {
-        let target = self.config.target_duration;
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        let Some(running) = session.running.as_mut() else {
-            return;
-        };
-        let Some(track) = running.video.as_mut() else {
-            return;
-        };
-        let ts = track.segmenter.timescale;
-        let target_ticks = (target.as_secs_f64() * f64::from(ts.get())) as u64;
-        let segment_start = track.segmenter.next_decode_time() - track.segmenter.segment_duration();
-        let closed = track.segmenter.push(frame, |at, keyframe| {
-            keyframe && at - segment_start >= target_ticks
-        });
-        let Some(closed) = closed else { return };
-        if running.frame_rate.is_none() {
-            running.frame_rate = closed.sample_rate;
-        }
-        if let Some(audio) = running.audio.as_ref() {
-            let at = Timestamp::new((closed.start + closed.duration) as i64, ts)
-                .rescale(audio.segmenter.timescale);
-            running.boundaries.push_back(at.max(0) as u64);
-        }
-        let Some(track) = running.video.as_mut() else {
-            return;
-        };
-        let facts = SegmentFacts::of(&session.id, running.wall_start, TrackKind::Video, track);
-        self.publish(facts, closed, now, out);
-    }
-
-    fn push_audio(&mut self, frame: Frame, now: SystemTime, out: &mut Vec<Artifact>) {
+    fn push(
+        &mut self,
+        rendition: &RenditionId,
+        frame: Frame,
+        now: SystemTime,
+        out: &mut Vec<Artifact>,
+    ) {
         let target = self.config.target_duration;
         let part_secs = self.config.part_target.as_secs_f64();
         let Some(session) = self.session.as_mut() else {
@@ -384,20 +398,34 @@ impl Packager {
         let Some(running) = session.running.as_mut() else {
             return;
         };
-        let has_video = running.video.is_some();
+        let has_video = running
+            .tracks
+            .iter()
+            .any(|t| t.segmenter.info.kind == TrackKind::Video);
         let start_dts = running.start_dts;
-        let Some(track) = running.audio.as_mut() else {
+        let Some(index) = running
+            .tracks
+            .iter()
+            .position(|t| t.rendition == *rendition)
+        else {
             return;
         };
+        let track = &mut running.tracks[index];
+        let kind = track.segmenter.info.kind;
+        let ts = track.segmenter.timescale;
         if !track.anchored {
-            // Audio before the first keyframe is dropped; the first kept frame starts the
-            // track where it lies relative to that keyframe, so A/V stay in sync.
-            let ts = track.segmenter.timescale;
+            // A track other than the lead starts where its first frame lies relative to the
+            // lead's first keyframe, so that renditions and A/V stay in sync. Frames before
+            // it (and, for video, before the track's first keyframe) are dropped.
             let offset = frame.dts.rescale(ts) - start_dts.rescale(ts);
-            if offset < 0 {
+            if offset < 0 && kind == TrackKind::Audio || kind == TrackKind::Video && !frame.keyframe
+            {
                 return;
             }
-            let start = track.base + offset as u64;
+            if offset < 0 {
+                tracing::warn!(%rendition, offset_ticks = offset, "rendition starts before the lead; aligned to it");
+            }
+            let start = track.base + offset.max(0) as u64;
             track.segmenter = TrackSegmenter::new(
                 track.segmenter.info.clone(),
                 start,
@@ -406,22 +434,54 @@ impl Packager {
             );
             track.anchored = true;
         }
-        let boundary = if has_video {
-            running.boundaries.front().copied()
-        } else {
-            let ts = track.segmenter.timescale;
-            let segment_start =
-                track.segmenter.next_decode_time() - track.segmenter.segment_duration();
-            Some(segment_start + (target.as_secs_f64() * f64::from(ts.get())) as u64)
+        let composition = frame.composition_offset;
+        let frame_ts = frame.dts.timescale;
+        let closed = match kind {
+            TrackKind::Video => {
+                let target_ticks = (target.as_secs_f64() * f64::from(ts.get())) as u64;
+                let segment_start =
+                    track.segmenter.next_decode_time() - track.segmenter.segment_duration();
+                track.segmenter.push(frame, |at, keyframe| {
+                    keyframe && at - segment_start >= target_ticks
+                })
+            }
+            TrackKind::Audio => {
+                let boundary = if has_video {
+                    running.boundaries.front().map(|b| {
+                        Timestamp::new(*b as i64, Timescale::MPEG_90K)
+                            .rescale(ts)
+                            .max(0) as u64
+                    })
+                } else {
+                    let segment_start =
+                        track.segmenter.next_decode_time() - track.segmenter.segment_duration();
+                    Some(segment_start + (target.as_secs_f64() * f64::from(ts.get())) as u64)
+                };
+                track
+                    .segmenter
+                    .push(frame, |at, _| boundary.is_some_and(|b| at >= b))
+            }
         };
-        let closed = track
-            .segmenter
-            .push(frame, |at, _| boundary.is_some_and(|b| at >= b));
         let Some(closed) = closed else { return };
-        if has_video {
-            running.boundaries.pop_front();
+        match kind {
+            TrackKind::Video if index == 0 => {
+                // The lead's cut, as a presentation time: the keyframe that starts the next
+                // segment decodes at the end of this one and shows `composition` later.
+                let end = Timestamp::new((closed.start + closed.duration) as i64, ts)
+                    .rescale(Timescale::MPEG_90K)
+                    + Timestamp::new(composition, frame_ts).rescale(Timescale::MPEG_90K);
+                running.boundaries.push_back(end.max(0) as u64);
+            }
+            TrackKind::Audio if has_video => {
+                running.boundaries.pop_front();
+            }
+            _ => {}
         }
-        let facts = SegmentFacts::of(&session.id, running.wall_start, TrackKind::Audio, track);
+        let track = &mut running.tracks[index];
+        if track.frame_rate.is_none() && kind == TrackKind::Video {
+            track.frame_rate = closed.sample_rate;
+        }
+        let facts = SegmentFacts::of(&session.id, running.wall_start, track);
         self.publish(facts, closed, now, out);
     }
 
@@ -464,9 +524,8 @@ impl Packager {
             }
             Some(td) => td,
         };
-        let rendition = rendition_of(facts.kind);
         out.push(Artifact::Segment {
-            rendition,
+            rendition: facts.rendition.clone(),
             session: facts.session.clone(),
             msn: closed.msn,
             data: closed.data.clone(),
@@ -480,25 +539,26 @@ impl Packager {
             bytes: closed.data.len(),
         };
         let target = Duration::from_secs(target_duration);
-        let playlist = match facts.kind {
-            TrackKind::Video => &mut self.video_playlist,
-            TrackKind::Audio => &mut self.audio_playlist,
+        let Some(playlist) = self
+            .playlists
+            .iter_mut()
+            .find(|p| p.rendition() == &facts.rendition)
+        else {
+            return;
         };
         let expired = playlist.push(entry, target, now);
         out.push(Artifact::MediaPlaylist {
-            rendition,
+            rendition: facts.rendition.clone(),
             data: playlist.render(target_duration),
         });
         if regrown {
-            let other = match facts.kind {
-                TrackKind::Video => &self.audio_playlist,
-                TrackKind::Audio => &self.video_playlist,
-            };
-            if !other.is_empty() {
-                out.push(Artifact::MediaPlaylist {
-                    rendition: other.rendition(),
-                    data: other.render(target_duration),
-                });
+            for other in &self.playlists {
+                if other.rendition() != &facts.rendition && !other.is_empty() {
+                    out.push(Artifact::MediaPlaylist {
+                        rendition: other.rendition().clone(),
+                        data: other.render(target_duration),
+                    });
+                }
             }
         }
         for e in expired {
@@ -507,14 +567,12 @@ impl Packager {
                 Expiry::Init(s) => (s, None),
             };
             out.push(Artifact::Expired {
-                rendition,
+                rendition: facts.rendition.clone(),
                 session,
                 msn,
             });
         }
-        let variant = self.session.as_ref().and_then(|s| self.variant(s));
-        if let Some(v) = variant {
-            let data = render_master(&v);
+        if let Some(data) = self.master_playlist() {
             if self.master.as_ref() != Some(&data) {
                 self.master = Some(data.clone());
                 out.push(Artifact::MasterPlaylist { data });
@@ -522,54 +580,45 @@ impl Packager {
         }
     }
 
-    /// The variant stream of the session, once every one of its renditions lists a segment.
-    fn variant(&self, session: &Session) -> Option<VariantInfo> {
-        let running = session.running.as_ref()?;
-        let video = running.video.as_ref().map(|t| &t.segmenter.info);
-        let audio = running.audio.as_ref().map(|t| &t.segmenter.info);
-        if video.is_some() && self.video_playlist.is_empty()
-            || audio.is_some() && self.audio_playlist.is_empty()
-        {
-            return None;
-        }
-        let mut codecs = Vec::new();
-        let mut v = VariantInfo {
-            bandwidth: 0,
-            average_bandwidth: 0,
-            codecs: String::new(),
-            resolution: None,
-            frame_rate: None,
-            video: None,
-            audio: None,
-        };
-        if let Some(info) = video {
-            codecs.push(info.codec.codec_string());
-            v.bandwidth += self
-                .video_playlist
-                .peak_bps
-                .max(self.video_playlist.average_bps());
-            v.average_bandwidth += self.video_playlist.average_bps();
-            if let CodecConfig::H264(avc) = &info.codec {
-                v.resolution = Some((avc.width, avc.height));
-                v.frame_rate = running.frame_rate.or(avc.frame_rate);
+    fn playlist(&self, rendition: &RenditionId) -> Option<&MediaPlaylist> {
+        self.playlists.iter().find(|p| p.rendition() == rendition)
+    }
+
+    /// The master playlist of the current session, once every one of its renditions lists a
+    /// segment: one variant stream per video rendition, ordered by bandwidth, sharing the
+    /// audio rendition as a group (RFC 8216 §4.3.4.1.1), or one audio-only variant.
+    fn master_playlist(&self) -> Option<Bytes> {
+        let running = self.session.as_ref()?.running.as_ref()?;
+        let mut audio = None;
+        let mut videos = Vec::new();
+        for track in &running.tracks {
+            let playlist = self.playlist(&track.rendition)?;
+            if playlist.is_empty() {
+                return None;
             }
-            v.video = Some(RenditionId::SOURCE);
+            let bandwidth = playlist.peak_bps.max(playlist.average_bps());
+            match &track.segmenter.info.codec {
+                CodecConfig::Aac(aac) => {
+                    audio.get_or_insert(AudioGroup {
+                        rendition: track.rendition.clone(),
+                        channels: aac.channels.max(1),
+                        codecs: track.segmenter.info.codec.codec_string(),
+                        bandwidth,
+                        average_bandwidth: playlist.average_bps(),
+                    });
+                }
+                CodecConfig::H264(avc) => videos.push(VariantInfo {
+                    bandwidth,
+                    average_bandwidth: playlist.average_bps(),
+                    codecs: track.segmenter.info.codec.codec_string(),
+                    resolution: Some((avc.width, avc.height)),
+                    frame_rate: track.frame_rate.or(avc.frame_rate),
+                    rendition: track.rendition.clone(),
+                }),
+            }
         }
-        if let Some(info) = audio {
-            codecs.push(info.codec.codec_string());
-            v.bandwidth += self
-                .audio_playlist
-                .peak_bps
-                .max(self.audio_playlist.average_bps());
-            v.average_bandwidth += self.audio_playlist.average_bps();
-            let channels = match &info.codec {
-                CodecConfig::Aac(aac) => aac.channels.max(1),
-                CodecConfig::H264(_) => 2,
-            };
-            v.audio = Some((RenditionId::AUDIO, channels));
-        }
-        v.codecs = codecs.join(",");
-        Some(v)
+        videos.sort_by_key(|v| v.bandwidth);
+        Some(render_master(&videos, audio.as_ref()))
     }
 }
 
@@ -578,43 +627,22 @@ impl Packager {
 struct SegmentFacts {
     session: SessionId,
     wall_start: SystemTime,
-    kind: TrackKind,
+    rendition: RenditionId,
     timescale: Timescale,
     base: u64,
     first_of_session: bool,
 }
 
 impl SegmentFacts {
-    fn of(
-        session: &SessionId,
-        wall_start: SystemTime,
-        kind: TrackKind,
-        track: &mut RunningTrack,
-    ) -> SegmentFacts {
+    fn of(session: &SessionId, wall_start: SystemTime, track: &mut RunningTrack) -> SegmentFacts {
         track.segments += 1;
         SegmentFacts {
             session: session.clone(),
             wall_start,
-            kind,
+            rendition: track.rendition.clone(),
             timescale: track.segmenter.timescale,
             base: track.base,
             first_of_session: track.segments == 1,
         }
-    }
-}
-
-impl Running {
-    fn track_mut(&mut self, kind: TrackKind) -> Option<&mut RunningTrack> {
-        match kind {
-            TrackKind::Video => self.video.as_mut(),
-            TrackKind::Audio => self.audio.as_mut(),
-        }
-    }
-}
-
-fn rendition_of(kind: TrackKind) -> RenditionId {
-    match kind {
-        TrackKind::Video => RenditionId::SOURCE,
-        TrackKind::Audio => RenditionId::AUDIO,
     }
 }

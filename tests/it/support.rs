@@ -96,13 +96,22 @@ fn spawn(args: &[String]) -> Weir {
 }
 
 impl Weir {
-    /// `weir serve` with one event `it` (stream key [`STREAM_KEY`]) and `extra` TOML.
+    /// `weir serve` with one passthrough event `it` (stream key [`STREAM_KEY`]) and `extra`
+    /// TOML.
     pub(crate) fn serve(extra: &str) -> Weir {
+        Weir::serve_ladder(extra, "passthrough")
+    }
+
+    /// `weir serve` with one event `it` (stream key [`STREAM_KEY`]) published in `ladder`,
+    /// and `extra` TOML.
+    pub(crate) fn serve_ladder(extra: &str, ladder: &str) -> Weir {
         let dir = scratch_dir();
         let config = dir.join("weir.toml");
         std::fs::write(
             &config,
-            format!("{extra}\n[[events]]\nid = \"it\"\nstream_key = \"{STREAM_KEY}\"\n"),
+            format!(
+                "{extra}\n[[events]]\nid = \"it\"\nstream_key = \"{STREAM_KEY}\"\nladder = \"{ladder}\"\n"
+            ),
         )
         .unwrap();
         let any = "127.0.0.1:0".to_string();
