@@ -21,6 +21,10 @@ const MAX_QUEUED_FRAMES: usize = 256;
 /// Audio frames after which a session with no video configuration starts audio-only.
 const AUDIO_ONLY_AFTER_FRAMES: usize = 48;
 
+/// Audio frames held while waiting for the lead video to catch up (about 10 s at 48 kHz);
+/// beyond that the video is taken to have stalled and audio goes on alone.
+const MAX_HELD_AUDIO: usize = 512;
+
 /// How the packager cuts and lists segments.
 #[derive(Clone, Debug)]
 pub struct PackagerConfig {
@@ -158,6 +162,12 @@ struct Running {
     /// Presentation times (90 kHz, event timeline) where the lead cut segments that the audio
     /// has not reached yet.
     boundaries: VecDeque<u64>,
+    /// Audio frames later than the lead's newest frame: held until the lead has caught up, so
+    /// that no audio frame passes a cut the lead has not made yet (a transcoder's video comes
+    /// out later than its audio).
+    held_audio: VecDeque<(RenditionId, Frame)>,
+    /// Decode timestamp of the lead's newest frame, 90 kHz (publisher's timeline).
+    lead_dts: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -257,8 +267,31 @@ impl Packager {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if session.running.is_some() {
+        if let Some(running) = session.running.as_mut() {
+            let has_video = running
+                .tracks
+                .first()
+                .is_some_and(|t| t.segmenter.info.kind == TrackKind::Video);
+            if frame.track == TrackKind::Audio && has_video {
+                if running.held_audio.len() == MAX_HELD_AUDIO {
+                    if let Some((r, f)) = running.held_audio.pop_front() {
+                        self.push(&r, f, now, out);
+                    }
+                }
+                if let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) {
+                    running.held_audio.push_back((rendition.clone(), frame));
+                }
+                self.release_audio(now, out);
+                return;
+            }
+            let lead = running
+                .tracks
+                .first()
+                .is_some_and(|t| t.rendition == *rendition);
             self.push(rendition, frame, now, out);
+            if lead {
+                self.release_audio(now, out);
+            }
             return;
         }
         if !session.configs.iter().any(|(r, _)| r == rendition) {
@@ -290,9 +323,35 @@ impl Packager {
         }
     }
 
+    /// Pushes the held audio frames the lead has caught up with (all of them with `all`).
+    fn release_audio_until(&mut self, all: bool, now: SystemTime, out: &mut Vec<Artifact>) {
+        loop {
+            let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) else {
+                return;
+            };
+            let ready = running.held_audio.front().is_some_and(|(_, f)| {
+                all || running
+                    .lead_dts
+                    .is_some_and(|lead| f.dts.rescale(Timescale::MPEG_90K) <= lead)
+            });
+            if !ready {
+                return;
+            }
+            let Some((r, f)) = running.held_audio.pop_front() else {
+                return;
+            };
+            self.push(&r, f, now, out);
+        }
+    }
+
+    fn release_audio(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        self.release_audio_until(false, now, out);
+    }
+
     /// The publisher left: each rendition's partial GOP becomes a short final segment, and
     /// the playlists keep their window until the next session continues them.
     pub fn end_session(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        self.release_audio_until(true, now, out);
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -370,6 +429,8 @@ impl Packager {
             start_dts,
             tracks,
             boundaries: VecDeque::new(),
+            held_audio: VecDeque::new(),
+            lead_dts: None,
         });
     }
 
@@ -379,7 +440,7 @@ impl Packager {
             None => return,
         };
         for (rendition, frame) in queued {
-            self.push(&rendition, frame, now, out);
+            self.frame(&rendition, frame, now, out);
         }
     }
 
@@ -410,6 +471,10 @@ impl Packager {
         else {
             return;
         };
+        if index == 0 && running.tracks[0].segmenter.info.kind == TrackKind::Video {
+            let dts = frame.dts.rescale(Timescale::MPEG_90K);
+            running.lead_dts = Some(running.lead_dts.map_or(dts, |d| d.max(dts)));
+        }
         let track = &mut running.tracks[index];
         let kind = track.segmenter.info.kind;
         let ts = track.segmenter.timescale;
