@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Installs what weir needs on a fresh Debian machine (root): the ffmpeg CLI (publishing and
-# playback in tests and the demo), nginx with the RTMP module and wrk (benchmarks only).
+# Installs what weir needs on a fresh Debian machine (root): FFmpeg's development libraries,
+# pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
+# ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module and
+# wrk (benchmarks only).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v clang >/dev/null || need+=(clang)
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
+for lib in libavcodec libavformat libavutil libswscale libswresample libavfilter libavdevice; do
+  pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
+done
 if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)

@@ -5,5 +5,6 @@ mod support;
 
 mod bad_input;
 mod edge;
+mod ladder;
 mod live;
 mod reconnect;

@@ -169,6 +169,12 @@ impl Drop for Weir {
     }
 }
 
+/// Held by tests that transcode, so that two ladders do not share the 2 cores at once.
+pub(crate) fn transcode_slot() -> std::sync::MutexGuard<'static, ()> {
+    static SLOT: Mutex<()> = Mutex::new(());
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// An FLV made once per test run from a bundled clip: `loops` plays, copied or re-encoded
 /// with a 2 s GOP (as OBS sends by default).
 pub(crate) fn flv(clip: &str, loops: u32, reencode: bool) -> PathBuf {
@@ -316,6 +322,8 @@ pub(crate) struct SegmentTiming {
     pub(crate) tfdt: u64,
     pub(crate) duration: u64,
     pub(crate) first_sample_flags: u32,
+    /// The first sample's composition offset (`trun` v1, signed), ticks.
+    pub(crate) first_composition_offset: i64,
 }
 
 fn boxes(data: &[u8]) -> Vec<(&[u8], &[u8])> {
@@ -337,6 +345,7 @@ pub(crate) fn segment_timing(segment: &[u8]) -> SegmentTiming {
     let mut tfdt = None;
     let mut duration = 0u64;
     let mut first_flags = None;
+    let mut first_cts = None;
     for (kind, moof) in boxes(segment) {
         if kind != b"moof" {
             continue;
@@ -375,10 +384,11 @@ pub(crate) fn segment_timing(segment: &[u8]) -> SegmentTiming {
                             let d = field(0x100);
                             let _size = field(0x200);
                             let f = field(0x400);
-                            let _cts = field(0x800);
+                            let cts = field(0x800);
                             duration += u64::from(d.expect("weir writes per-sample durations"));
                             if i == 0 && first_flags.is_none() {
                                 first_flags = f;
+                                first_cts = cts.map(|c| i64::from(c as i32));
                             }
                         }
                     }
@@ -391,6 +401,7 @@ pub(crate) fn segment_timing(segment: &[u8]) -> SegmentTiming {
         tfdt: tfdt.expect("segment has a tfdt"),
         duration,
         first_sample_flags: first_flags.unwrap_or(0),
+        first_composition_offset: first_cts.unwrap_or(0),
     }
 }
 
