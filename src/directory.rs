@@ -13,7 +13,7 @@ use weir_ingest::{
     EventDirectory, PublishRequest, PublishSession, Rejection, RenditionSink, Transcoder,
     TranscoderConfig,
 };
-use weir_media::{Frame, TrackInfo};
+use weir_media::{Frame, TrackInfo, TrackKind};
 use weir_origin::{EventId, Store};
 use weir_packager::{Artifact, Packager, PackagerConfig, RenditionId, SessionId};
 
@@ -36,6 +36,8 @@ struct EventState {
     packager: Packager,
     live: bool,
     out: Vec<Artifact>,
+    /// Every video rendition the event has published, so later sessions continue them all.
+    renditions: Vec<String>,
 }
 
 impl<S: Store> Directory<S> {
@@ -62,6 +64,7 @@ impl<S: Store> Directory<S> {
                         packager: Packager::new(config.clone()),
                         live: false,
                         out: Vec::new(),
+                        renditions: Vec::new(),
                     })),
                 })
             })
@@ -111,6 +114,8 @@ impl<S: Store> EventDirectory for Directory<S> {
             .packager
             .begin_session(session.clone(), now, &mut state_ref.out);
         drain(&*self.store, &event.id, state_ref);
+        let keep_renditions =
+            (!state_ref.renditions.is_empty()).then(|| state_ref.renditions.clone());
         drop(state);
         let sink = EventSink {
             event: event.id.clone(),
@@ -127,6 +132,7 @@ impl<S: Store> EventDirectory for Directory<S> {
                 event: event.id.to_string(),
                 ladder: event.ladder.clone(),
                 segment_target: self.segment_target,
+                keep_renditions,
             };
             match Transcoder::start(config, sink.clone_handle()) {
                 Ok(t) => Some(t),
@@ -190,9 +196,16 @@ impl<S: Store> EventSink<S> {
 
 impl<S: Store> RenditionSink for EventSink<S> {
     fn track(&mut self, rendition: &str, info: TrackInfo) {
-        if let Some(r) = self.rendition(rendition) {
-            self.with_packager(|p, now, out| p.track(r, info, now, out));
+        let Some(r) = self.rendition(rendition) else {
+            return;
+        };
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        if info.kind == TrackKind::Video && !s.renditions.iter().any(|n| n == rendition) {
+            s.renditions.push(rendition.to_string());
         }
+        s.packager.track(r, info, SystemTime::now(), &mut s.out);
+        drain(&*self.store, &self.event, s);
     }
 
     fn frame(&mut self, rendition: &str, frame: Frame) {

@@ -352,3 +352,76 @@ fn odd_sized_video_only_source_gets_even_renditions_and_no_audio() {
         "360p does not decode cleanly: {err}"
     );
 }
+
+#[test]
+fn a_publisher_returning_with_another_resolution_continues_every_rendition() {
+    let _slot = transcode_slot();
+    let weir = Weir::serve_ladder("[packager]\nwindow_segments = 60\n", "default");
+    let first = flv(BBB, 1, false);
+    let second = flv(BIKES, 1, false);
+    for (ended, file) in [&first, &second].into_iter().enumerate() {
+        let publisher = publish(file, &weir.publish_url(STREAM_KEY), false);
+        let (ok, err) = finish(publisher, Duration::from_secs(120));
+        assert!(ok, "ffmpeg failed to publish: {err}");
+        // The event takes the next publisher once this session has been flushed.
+        wait_for("the session to end", Duration::from_secs(30), || {
+            let n = weir.log().matches("publisher session ended").count();
+            (n > ended).then_some(())
+        });
+    }
+    let total = published_secs(&first) + published_secs(&second);
+    for name in ["720p", "480p", "360p"] {
+        wait_for_final(&weir, name, total);
+    }
+    let master = master_playlist(&weir.edge_url("/live/it/master.m3u8"));
+    let uris: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["360p/index.m3u8", "480p/index.m3u8", "720p/index.m3u8"]
+    );
+    let mut boundary = None;
+    for name in ["720p", "480p", "360p"] {
+        let r = Rendition::fetch(&weir, name, 0, 0);
+        let at = r
+            .playlist
+            .segments
+            .iter()
+            .position(|s| s.discontinuity)
+            .unwrap_or_else(|| panic!("{name}: no discontinuity"));
+        assert_eq!(
+            *boundary.get_or_insert(at),
+            at,
+            "{name}: discontinuity elsewhere"
+        );
+        // The second session's segments decode with their own init segment.
+        let map = r.playlist.segments[at]
+            .map
+            .as_ref()
+            .expect("a new EXT-X-MAP")
+            .uri
+            .clone();
+        let mut data = get(&weir.edge_url(&format!("/live/it/{name}/{map}"))).body;
+        for s in &r.segments[at..] {
+            data.extend_from_slice(s);
+        }
+        let path = scratch_dir().join(format!("{name}-second.mp4"));
+        std::fs::write(&path, data).unwrap();
+        let (ok, err) = run(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                &path.display().to_string(),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
+        assert!(
+            ok && err.trim().is_empty(),
+            "{name} after the return: {err}"
+        );
+    }
+}

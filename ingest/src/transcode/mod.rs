@@ -89,6 +89,11 @@ pub struct TranscoderConfig {
     pub ladder: LadderSettings,
     /// The segment target: keyframes are forced at this interval (ms precision).
     pub segment_target: Duration,
+    /// The encoded video renditions to make, by name, whatever the source's size: those an
+    /// earlier session of the event made, so that every rendition continues (after a
+    /// discontinuity) when a publisher returns with another resolution. `None`: the rungs
+    /// that fit the source (never scaled up).
+    pub keep_renditions: Option<Vec<String>>,
 }
 
 enum Input {
@@ -227,6 +232,9 @@ struct Pipeline<S> {
     /// The source's video configuration, for the passthrough rung and change detection.
     video_source: Option<TrackInfo>,
     audio_source: Option<TrackInfo>,
+    /// The encoded video renditions the session's first source configuration chose: kept
+    /// when the source changes mid-session.
+    chosen: Option<Vec<String>>,
     pace: Pace,
 }
 
@@ -240,6 +248,7 @@ impl<S: RenditionSink> Pipeline<S> {
             audio: None,
             video_source: None,
             audio_source: None,
+            chosen: None,
             pace,
         }
     }
@@ -284,7 +293,11 @@ impl<S: RenditionSink> Pipeline<S> {
                     .any(|v| v.encoding.is_some());
                 self.video = None;
                 if encoded {
-                    match VideoPath::new(&self.config, &info) {
+                    let mut config = self.config.clone();
+                    if let Some(kept) = self.chosen.clone() {
+                        config.keep_renditions = Some(kept);
+                    }
+                    match VideoPath::new(&config, &info) {
                         Ok(v) => self.video = Some(v),
                         Err(e) => {
                             tracing::error!(event = %self.config.event, error = %e, "cannot decode the source video; only passthrough renditions continue");
@@ -354,6 +367,9 @@ impl<S: RenditionSink> Pipeline<S> {
 
     fn flush_video(&mut self) {
         if let Some(mut video) = self.video.take() {
+            if let Some(names) = video.renditions() {
+                self.chosen = Some(names);
+            }
             video.flush(&mut self.pace, &mut self.sink);
         }
     }

@@ -45,6 +45,17 @@ pub fn fit_rendition(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> Option<(
     ))
 }
 
+/// The source fitted into the box, keeping its aspect ratio, even if that scales it up.
+fn fit_scaled_up(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32) {
+    let scale = (f64::from(box_w) / f64::from(src_w.max(1)))
+        .min(f64::from(box_h) / f64::from(src_h.max(1)));
+    let even = |v: f64| ((2.0 * (v / 2.0).round()) as u32).max(2);
+    (
+        even(f64::from(src_w) * scale),
+        even(f64::from(src_h) * scale),
+    )
+}
+
 /// The libx264 options (FFmpeg option names, as `ffmpeg -h encoder=libx264` lists them) a
 /// rung is encoded with: rate control from the rung, closed GOPs, no scene-cut keyframes,
 /// forced keyframes as IDR pictures. `gop_frames` is the longest GOP x264 may make on its
@@ -80,6 +91,7 @@ pub(super) struct VideoPath {
     announced: bool,
     skip_toggle: bool,
     annex_b: Vec<u8>,
+    keep: Option<Vec<String>>,
 }
 
 struct Rung {
@@ -141,6 +153,7 @@ impl VideoPath {
             announced: false,
             skip_toggle: false,
             annex_b: Vec::new(),
+            keep: config.keep_renditions.clone(),
         })
     }
 
@@ -188,8 +201,30 @@ impl VideoPath {
         }
     }
 
+    /// The encoded renditions, by name, once the first picture chose them.
+    pub(super) fn renditions(&self) -> Option<Vec<String>> {
+        self.rungs_ready
+            .then(|| self.rungs.iter().map(|r| r.name.clone()).collect())
+    }
+
     fn setup_rungs(&mut self, width: u32, height: u32) {
         self.rungs_ready = true;
+        if let Some(keep) = &self.keep {
+            self.rungs.retain(|r| keep.contains(&r.name));
+            for rung in &mut self.rungs {
+                rung.size = fit_rendition(width, height, rung.encoding.width, rung.encoding.height)
+                    .unwrap_or_else(|| {
+                        tracing::warn!(event = %self.event, rendition = %rung.name, "the source is smaller than this rendition, which continues from an earlier session: scaled up");
+                        fit_scaled_up(width, height, rung.encoding.width, rung.encoding.height)
+                    });
+            }
+            if !self.rungs.is_empty() {
+                tracing::info!(event = %self.event, source = format!("{width}x{height}"),
+                    renditions = ?self.rungs.iter().map(|r| format!("{} {}x{}", r.name, r.size.0, r.size.1)).collect::<Vec<_>>(),
+                    "transcoding ladder (the event's renditions so far)");
+                return;
+            }
+        }
         let mut chosen: Vec<(u32, u32)> = Vec::new();
         for rung in &mut self.rungs {
             match fit_rendition(width, height, rung.encoding.width, rung.encoding.height) {
