@@ -2,7 +2,8 @@
 # Installs what weir needs on a fresh Debian machine (root): FFmpeg's development libraries,
 # pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
 # ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module and
-# wrk (benchmarks only).
+# wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
+# player test).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
@@ -12,6 +13,8 @@ command -v clang >/dev/null || need+=(clang)
 for lib in libavcodec libavformat libavutil libswscale libswresample libavfilter libavdevice; do
   pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
 done
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
 if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
@@ -21,5 +24,10 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The player test's hls.js and playwright-core (no browser download: Debian's chromium is used).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$root/tests/player/node_modules/hls.js" ] || [ ! -d "$root/tests/player/node_modules/playwright-core" ]; then
+  (cd "$root/tests/player" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 command -v cargo >/dev/null || { echo "weir needs a Rust toolchain (cargo) on PATH" >&2; exit 1; }

@@ -16,59 +16,14 @@ Usage: benches/nginx-rtmp/compare.py [--quick]   (needs: scripts/setup.sh --benc
 """
 import os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ROOT, WEIR, Weir, cpu_seconds, fetch, free_port, segments, tree, wait_port  # noqa: E402
+
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
-WEIR = os.path.join(ROOT, "target/release/weir")
 QUICK = "--quick" in sys.argv
 DELAY_SECS = 30 if QUICK else 60
 CPU_WINDOW = 20 if QUICK else 40
 KEY = "bench-stream-key"
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def fetch(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.read().decode()
-    except Exception:
-        return None
-
-
-def segments(text):
-    """[(uri, duration)] of a media playlist."""
-    out, dur = [], None
-    for line in (text or "").splitlines():
-        if line.startswith("#EXTINF:"):
-            dur = float(line[8:].split(",")[0])
-        elif line and not line.startswith("#") and dur is not None:
-            out.append((line, dur)); dur = None
-    return out
-
-
-def cpu_seconds(pids):
-    tick = os.sysconf("SC_CLK_TCK"); total = 0.0
-    for pid in pids:
-        try:
-            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / tick
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def tree(pid):
-    out = [pid]
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out += tree(int(p))
-            except Exception:
-                pass
-    return out
 
 
 class Nginx:
@@ -84,32 +39,6 @@ class Nginx:
     def publish_url(self, key): return f"rtmp://127.0.0.1:{self.rtmp}/live/{key}"
     def playlist(self, key): return f"http://127.0.0.1:{self.http}/hls/{key}.m3u8"
     def stop(self): self.proc.send_signal(signal.SIGQUIT); self.proc.wait(10)
-
-
-class Weir:
-    def __init__(self, d, keys):
-        os.makedirs(d, exist_ok=True)
-        conf = "".join(f'[[events]]\nid = "{k}"\nstream_key = "{k}-key-0000"\n' for k in keys)
-        open(f"{d}/weir.toml", "w").write(conf)
-        self.proc = subprocess.Popen([WEIR, "serve", "--config", f"{d}/weir.toml", "--rtmp-listen", "127.0.0.1:0",
-                                      "--origin-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        a = dict(kv.split("=") for kv in line.split()[2:])
-        self.rtmp, self.origin, self.edge = a["rtmp"], a["origin"], a["edge"]
-
-    def publish_url(self, key): return f"rtmp://{self.rtmp}/live/{key}-key-0000"
-    def playlist(self, key, edge=False): return f"http://{self.edge if edge else self.origin}/live/{key}/source/index.m3u8"
-    def stop(self): self.proc.terminate(); self.proc.wait(10)
-
-
-def wait_port(port):
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close(); return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def publish(url, src, loop=True):

@@ -7,4 +7,5 @@ mod bad_input;
 mod edge;
 mod ladder;
 mod live;
+mod player;
 mod reconnect;

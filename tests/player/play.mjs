@@ -1,0 +1,65 @@
+// Plays a live HLS master playlist with hls.js in Debian's headless Chromium and forces level
+// switches; prints one JSON report on stdout. Used by tests/it/player.rs.
+//
+// Usage: node play.mjs MASTER_URL [SECONDS]
+// The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls,
+// errors: [...], played } where `played` is media seconds played, `stalls` counts
+// BUFFER_STALLED_ERROR events and `waiting` events after playback began.
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const [url, secondsArg] = process.argv.slice(2);
+const seconds = Number(secondsArg || 20);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required'],
+});
+try {
+  const page = await browser.newPage();
+  await page.setContent('<video id="v" muted playsinline></video>');
+  await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
+  const report = await page.evaluate(async ({ url, seconds }) => {
+    const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, errors: [], played: 0 };
+    if (!out.supported) return out;
+    const video = document.getElementById('v');
+    const hls = new Hls({ lowLatencyMode: false });
+    let started = false;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
+      out.levels = data.levels.map((l) => ({ height: l.height, bitrate: l.bitrate }));
+      video.play().catch((e) => out.errors.push('play: ' + e));
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => out.switches.push(data.level));
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) out.stalls += 1;
+      else if (data.fatal) out.errors.push(`${data.type}/${data.details}`);
+    });
+    video.addEventListener('playing', () => { started = true; });
+    video.addEventListener('waiting', () => { if (started) out.stalls += 1; });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const deadline = Date.now() + seconds * 1000;
+    // Play, then force a switch to the lowest level and back to the highest.
+    while (!started && Date.now() < deadline) await sleep(100);
+    const start = video.currentTime;
+    const plan = [0, () => hls.levels.length - 1];
+    for (const target of plan) {
+      await sleep(Math.min(4000, Math.max(0, deadline - Date.now())));
+      const level = typeof target === 'function' ? target() : target;
+      hls.nextLevel = level;
+      const until = Date.now() + 6000;
+      while (hls.currentLevel !== level && Date.now() < until && Date.now() < deadline) await sleep(100);
+    }
+    while (Date.now() < deadline) await sleep(200);
+    out.played = video.currentTime - start;
+    hls.destroy();
+    return out;
+  }, { url, seconds });
+  console.log(JSON.stringify(report));
+} finally {
+  await browser.close();
+}
