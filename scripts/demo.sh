@@ -14,7 +14,7 @@ ffmpeg -v error -nostdin -re -stream_loop -1 -i assets/media/bigbuckbunny.mp4 -c
 FF=$!
 URL="http://$EDGE/live/demo/master.m3u8"
 echo
-echo "weir is live. Play it with:  ffplay $URL"
+echo "weir is live (default ABR ladder: 720p/480p/360p + AAC). Play it with:  ffplay $URL"
 echo "  or in a browser with hls.js: https://hlsjs.video-dev.org/demo/?src=$URL (from this machine)"
 echo "Ctrl-C stops."
 wait $WEIR

@@ -112,6 +112,10 @@ mod tests {
             Some(Route::MediaPlaylist(..))
         ));
         assert!(matches!(
+            Route::parse("/live/demo/720p/index.m3u8"),
+            Some(Route::MediaPlaylist(..))
+        ));
+        assert!(matches!(
             Route::parse("/live/demo/audio/abc1/init.mp4"),
             Some(Route::InitSegment(..))
         ));
@@ -124,7 +128,8 @@ mod tests {
             "/live/demo/../../etc/passwd",
             "/live/demo/source/abc1/..m4s",
             "/live/demo/source/abc1/-1.m4s",
-            "/live/demo/video/index.m3u8",
+            "/live/demo/vi.deo/index.m3u8",
+            "/live/demo/a%20b/index.m3u8",
             "/live/demo/source/ABC/1.m4s",
             "/live/demo/source/abc1/99999999999999999999.m4s",
             "/live//master.m3u8",

