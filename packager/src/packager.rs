@@ -181,6 +181,8 @@ struct RunningTrack {
     anchored: bool,
     /// Frames per second, measured on the track's first segment.
     frame_rate: Option<f64>,
+    /// Presentation time of the segment being built (its first keyframe), track ticks.
+    segment_pts: Option<i64>,
 }
 
 impl Packager {
@@ -403,6 +405,7 @@ impl Packager {
                     segments: 0,
                     anchored: Some(rendition) == lead.as_ref(),
                     frame_rate: None,
+                    segment_pts: None,
                 }
             })
             .collect();
@@ -503,12 +506,27 @@ impl Packager {
         let frame_ts = frame.dts.timescale;
         let closed = match kind {
             TrackKind::Video => {
-                let target_ticks = (target.as_secs_f64() * f64::from(ts.get())) as u64;
-                let segment_start =
-                    track.segmenter.next_decode_time() - track.segmenter.segment_duration();
-                track.segmenter.push(frame, |at, keyframe| {
-                    keyframe && at - segment_start >= target_ticks
-                })
+                // Cut on presentation time: keyframes forced at regular presentation times
+                // can sit at irregular decode times (the encoder's reordering delay varies
+                // with the frames around them).
+                let target_ticks = (target.as_secs_f64() * f64::from(ts.get())) as i64;
+                let cto = Timestamp::new(composition, frame_ts).rescale(ts);
+                let start = *track
+                    .segment_pts
+                    .get_or_insert(track.segmenter.next_decode_time() as i64 + cto);
+                let mut cut_at = None;
+                let closed = track.segmenter.push(frame, |at, keyframe| {
+                    let pts = at as i64 + cto;
+                    let cut = keyframe && pts - start >= target_ticks;
+                    if cut {
+                        cut_at = Some(pts);
+                    }
+                    cut
+                });
+                if let Some(pts) = cut_at {
+                    track.segment_pts = Some(pts);
+                }
+                closed
             }
             TrackKind::Audio => {
                 let boundary = if has_video {

@@ -425,3 +425,75 @@ fn a_publisher_returning_with_another_resolution_continues_every_rendition() {
         );
     }
 }
+
+#[test]
+fn a_machine_too_slow_for_the_ladder_skips_frames_and_keeps_segments_aligned() {
+    let _slot = transcode_slot();
+    // libx264 veryslow at 720p runs well below real time on this machine's 2 cores.
+    let ladder = "[ladders.slow]\naudio = { passthrough = true }\n\
+                  [[ladders.slow.video]]\nname = \"720p\"\nwidth = 1280\nheight = 720\nbitrate_kbps = 2800\npreset = \"veryslow\"\n\
+                  [[ladders.slow.video]]\nname = \"360p\"\nwidth = 640\nheight = 360\nbitrate_kbps = 700\npreset = \"veryslow\"\n\
+                  [packager]\nwindow_segments = 60\n";
+    let weir = Weir::serve_ladder(ladder, "slow");
+    let file = flv(BBB, 2, false);
+    let published = published_secs(&file);
+    let publisher = publish(&file, &weir.publish_url(STREAM_KEY), true);
+    let (ok, err) = finish(publisher, Duration::from_secs(240));
+    assert!(ok, "ffmpeg failed to publish: {err}");
+    for name in ["720p", "360p"] {
+        wait_for_final(&weir, name, published);
+    }
+    assert!(
+        weir.log().contains("transcoding slower than real time"),
+        "no warning in the log:\n{}",
+        weir.log()
+    );
+    let metrics = get(&weir.origin_url("/metrics")).text();
+    let skipped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("weir_transcode_frames_skipped_total{event=\"it\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no skipped-frames counter in\n{metrics}"));
+    assert!(skipped > 0.0, "{metrics}");
+    let speed: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("weir_transcode_speed{event=\"it\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no speed gauge in\n{metrics}"));
+    assert!(speed > 0.0 && speed.is_finite(), "{speed}");
+
+    // Skipped frames never include a forced keyframe: 2 s segments, aligned, decodable.
+    let top = Rendition::fetch(&weir, "720p", 1280, 720);
+    let low = Rendition::fetch(&weir, "360p", 640, 360);
+    let count = top.segments.len();
+    assert_eq!(low.segments.len(), count);
+    for s in &top.playlist.segments[..count - 1] {
+        let d = f64::from(s.duration);
+        assert!((1.95..=2.05).contains(&d), "720p {}: {d} s", s.uri);
+    }
+    for i in 0..count {
+        let (a, b) = (
+            segment_timing(&top.segments[i]),
+            segment_timing(&low.segments[i]),
+        );
+        assert_eq!(a.tfdt, b.tfdt, "#{i}");
+        assert_eq!(a.first_sample_flags & 0x1_0000, 0, "#{i}");
+    }
+    for r in [&top, &low] {
+        let (ok, err) = run(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                &r.file(count).display().to_string(),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
+        assert!(ok && err.trim().is_empty(), "{}: {err}", r.name);
+    }
+    eprintln!("skipped {skipped} frames at {speed:.2}x real time");
+}

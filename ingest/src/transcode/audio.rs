@@ -8,7 +8,7 @@ use ffmpeg_next as ffmpeg;
 use weir_config::AudioEncoding;
 use weir_media::{AacConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
-use super::{ff, RenditionSink, TranscodeError};
+use super::{ff, TranscodeError};
 
 /// A gap or overlap in the source's audio timestamps beyond this much (ms) restarts the
 /// output's sample count at the source's time; smaller differences (RTMP's millisecond
@@ -92,7 +92,8 @@ impl AudioPath {
         self.output.clone()
     }
 
-    pub(super) fn push<S: RenditionSink>(&mut self, frame: &Frame, name: &str, sink: &mut S) {
+    /// Decodes one source frame; appends the encoded frames it completes to `out`.
+    pub(super) fn push(&mut self, frame: &Frame, out: &mut Vec<Frame>) {
         let Some(header) = self.source.adts_header(frame.data.len()) else {
             return;
         };
@@ -111,7 +112,7 @@ impl AudioPath {
         while self.decoder.receive_frame(&mut decoded).is_ok() {
             let at = decoded.pts().unwrap_or(ms);
             self.resample(&decoded, at);
-            self.encode_ready(name, sink, false);
+            self.encode_ready(out, false);
         }
     }
 
@@ -171,7 +172,7 @@ impl AudioPath {
         }
     }
 
-    fn encode_ready<S: RenditionSink>(&mut self, name: &str, sink: &mut S, last: bool) {
+    fn encode_ready(&mut self, out: &mut Vec<Frame>, last: bool) {
         loop {
             let queued = self.fifo.first().map_or(0, Vec::len);
             let n = if queued >= self.frame_size {
@@ -194,35 +195,32 @@ impl AudioPath {
             if self.encoder.send_frame(&frame).is_err() {
                 tracing::warn!("the AAC encoder refused a frame");
             }
-            self.drain(name, sink);
+            self.drain(out);
         }
     }
 
-    fn drain<S: RenditionSink>(&mut self, name: &str, sink: &mut S) {
+    fn drain(&mut self, out: &mut Vec<Frame>) {
         let timescale = Timescale::new(self.rate).unwrap_or(Timescale::MILLIS);
         let mut packet = ffmpeg::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
             let (Some(data), Some(pts)) = (packet.data(), packet.pts()) else {
                 continue;
             };
-            sink.frame(
-                name,
-                Frame {
-                    track: TrackKind::Audio,
-                    dts: Timestamp::new(pts, timescale),
-                    composition_offset: 0,
-                    keyframe: true,
-                    data: Bytes::copy_from_slice(data),
-                },
-            );
+            out.push(Frame {
+                track: TrackKind::Audio,
+                dts: Timestamp::new(pts, timescale),
+                composition_offset: 0,
+                keyframe: true,
+                data: Bytes::copy_from_slice(data),
+            });
         }
     }
 
     /// Encodes what is left (a short last frame) and drains the encoder.
-    pub(super) fn flush<S: RenditionSink>(&mut self, name: &str, sink: &mut S) {
-        self.encode_ready(name, sink, true);
+    pub(super) fn flush(&mut self, out: &mut Vec<Frame>) {
+        self.encode_ready(out, true);
         if self.encoder.send_eof().is_ok() {
-            self.drain(name, sink);
+            self.drain(out);
         }
     }
 }

@@ -96,6 +96,16 @@ pub struct TranscoderConfig {
     pub keep_renditions: Option<Vec<String>>,
 }
 
+/// Audio output waiting for the video rungs.
+enum Held {
+    Track(TrackInfo),
+    Frame(Frame),
+}
+
+/// Audio held while waiting for the video rungs: about 10 s of 48 kHz AAC. Beyond that the
+/// video is taken to have failed and the audio goes on alone.
+const MAX_HELD_AUDIO: usize = 480;
+
 enum Input {
     Track(TrackInfo),
     Frame(Frame, Instant),
@@ -235,6 +245,9 @@ struct Pipeline<S> {
     /// The encoded video renditions the session's first source configuration chose: kept
     /// when the source changes mid-session.
     chosen: Option<Vec<String>>,
+    /// Audio frames held until the video rungs have announced themselves: libx264's first
+    /// output can take longer than the packager waits before starting a session audio-only.
+    held_audio: Vec<Held>,
     pace: Pace,
 }
 
@@ -249,6 +262,7 @@ impl<S: RenditionSink> Pipeline<S> {
             video_source: None,
             audio_source: None,
             chosen: None,
+            held_audio: Vec::new(),
             pace,
         }
     }
@@ -310,19 +324,21 @@ impl<S: RenditionSink> Pipeline<S> {
                 if self.audio_source.as_ref() == Some(&info) {
                     return;
                 }
-                let name = self.config.ladder.audio.name.clone();
-                match &self.config.ladder.audio.encoding {
-                    None => self.sink.track(&name, info.clone()),
+                match self.config.ladder.audio.encoding.clone() {
+                    None => self.emit_audio(Held::Track(info.clone())),
                     Some(encoding) => {
                         if let Some(mut old) = self.audio.take() {
-                            old.flush(&name, &mut self.sink);
+                            let mut out = Vec::new();
+                            old.flush(&mut out);
+                            out.into_iter()
+                                .for_each(|f| self.emit_audio(Held::Frame(f)));
                         }
-                        match AudioPath::new(encoding, &info) {
+                        match AudioPath::new(&encoding, &info) {
                             Ok(a) => {
                                 // The output's configuration does not depend on the source's:
                                 // announced once.
                                 if self.audio_source.is_none() {
-                                    self.sink.track(&name, a.output_info());
+                                    self.emit_audio(Held::Track(a.output_info()));
                                 }
                                 self.audio = Some(a);
                             }
@@ -351,17 +367,58 @@ impl<S: RenditionSink> Pipeline<S> {
                     let lag = arrived.elapsed();
                     video.push(frame, &mut self.pace, lag, &mut self.sink);
                 }
+                self.release_audio();
             }
             TrackKind::Audio => {
-                let name = &self.config.ladder.audio.name;
                 if self.config.ladder.audio.encoding.is_none() {
                     if self.audio_source.is_some() {
-                        self.sink.frame(name, frame);
+                        self.emit_audio(Held::Frame(frame));
                     }
                 } else if let Some(audio) = self.audio.as_mut() {
-                    audio.push(&frame, name, &mut self.sink);
+                    let mut out = Vec::new();
+                    audio.push(&frame, &mut out);
+                    out.into_iter()
+                        .for_each(|f| self.emit_audio(Held::Frame(f)));
                 }
             }
+        }
+    }
+
+    /// Whether audio must wait: encoded video rungs exist and have not announced themselves,
+    /// and no passthrough video leads the session meanwhile.
+    fn audio_waits(&self) -> bool {
+        self.passthrough_video().is_none() && self.video.as_ref().is_some_and(|v| !v.announced())
+    }
+
+    fn emit_audio(&mut self, item: Held) {
+        // The configuration goes at once: the packager then knows the session has audio,
+        // and with no audio frames yet it cannot start the session audio-only.
+        let is_frame = matches!(item, Held::Frame(_));
+        if is_frame && self.audio_waits() && self.held_audio.len() < MAX_HELD_AUDIO {
+            self.held_audio.push(item);
+            return;
+        }
+        self.release_audio_all();
+        self.send_audio(item);
+    }
+
+    fn send_audio(&mut self, item: Held) {
+        let name = &self.config.ladder.audio.name;
+        match item {
+            Held::Track(info) => self.sink.track(name, info),
+            Held::Frame(frame) => self.sink.frame(name, frame),
+        }
+    }
+
+    fn release_audio(&mut self) {
+        if !self.held_audio.is_empty() && !self.audio_waits() {
+            self.release_audio_all();
+        }
+    }
+
+    fn release_audio_all(&mut self) {
+        for item in std::mem::take(&mut self.held_audio) {
+            self.send_audio(item);
         }
     }
 
@@ -376,9 +433,12 @@ impl<S: RenditionSink> Pipeline<S> {
 
     fn finish(&mut self) {
         self.flush_video();
+        self.release_audio_all();
         if let Some(mut audio) = self.audio.take() {
-            let name = self.config.ladder.audio.name.clone();
-            audio.flush(&name, &mut self.sink);
+            let mut out = Vec::new();
+            audio.flush(&mut out);
+            out.into_iter()
+                .for_each(|f| self.send_audio(Held::Frame(f)));
         }
         self.pace.report(true);
     }

@@ -203,6 +203,11 @@ impl VideoPath {
         }
     }
 
+    /// Whether every rung has announced its configuration to the sink.
+    pub(super) fn announced(&self) -> bool {
+        self.announced
+    }
+
     /// The encoded renditions, by name, once the first picture chose them.
     pub(super) fn renditions(&self) -> Option<Vec<String>> {
         self.rungs_ready
