@@ -247,25 +247,7 @@ fn default_ladder_from_a_long_gop_source() {
         .zip([700_000.0, 1_200_000.0, 2_800_000.0])
     {
         // Decodes cleanly.
-        let whole = r.file(count);
-        let (ok, err) = run(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &whole.display().to_string(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(
-            ok && err.trim().is_empty(),
-            "{} does not decode cleanly: {err}",
-            r.name
-        );
+        assert_decodes(&r.file(count), &r.name);
         // Bit rate within 15% of the rung's target over the whole run (> 20 s).
         let bps = r.bits_per_second();
         assert!(
@@ -282,23 +264,7 @@ fn default_ladder_from_a_long_gop_source() {
             r.name
         );
     }
-    let (ok, err) = run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &audio.file(count).display().to_string(),
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    assert!(
-        ok && err.trim().is_empty(),
-        "audio does not decode cleanly: {err}"
-    );
+    assert_decodes(&audio.file(count), "audio");
 }
 
 #[test]
@@ -334,23 +300,7 @@ fn odd_sized_video_only_source_gets_even_renditions_and_no_audio() {
 
     let rendition = Rendition::fetch(&weir, "360p", 640, 272);
     let n = rendition.segments.len();
-    let (ok, err) = run(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &rendition.file(n).display().to_string(),
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    assert!(
-        ok && err.trim().is_empty(),
-        "360p does not decode cleanly: {err}"
-    );
+    assert_decodes(&rendition.file(n), "360p");
 }
 
 #[test]
@@ -406,23 +356,7 @@ fn a_publisher_returning_with_another_resolution_continues_every_rendition() {
         }
         let path = scratch_dir().join(format!("{name}-second.mp4"));
         std::fs::write(&path, data).unwrap();
-        let (ok, err) = run(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &path.display().to_string(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(
-            ok && err.trim().is_empty(),
-            "{name} after the return: {err}"
-        );
+        assert_decodes(&path, &format!("{name} after the return"));
     }
 }
 
@@ -480,20 +414,7 @@ fn a_machine_too_slow_for_the_ladder_skips_frames_and_keeps_segments_aligned() {
         assert_eq!(a.first_sample_flags & 0x1_0000, 0, "#{i}");
     }
     for r in [&top, &low] {
-        let (ok, err) = run(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &r.file(count).display().to_string(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(ok && err.trim().is_empty(), "{}: {err}", r.name);
+        assert_decodes(&r.file(count), &r.name);
     }
     eprintln!("skipped {skipped} frames at {speed:.2}x real time");
 }

@@ -424,6 +424,19 @@ pub(crate) fn run(tool: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Asserts that ffmpeg decodes `file` from start to end without a single error message.
+pub(crate) fn assert_decodes(file: &Path, what: &str) {
+    let path = file.display().to_string();
+    let (ok, err) = run(
+        "ffmpeg",
+        &["-nostdin", "-v", "error", "-i", &path, "-f", "null", "-"],
+    );
+    assert!(
+        ok && err.trim().is_empty(),
+        "{what} does not decode cleanly: {err}"
+    );
+}
+
 /// Video frame timestamps (ms) of an FLV file, in file order.
 pub(crate) fn flv_video_timestamps(file: &Path) -> Vec<u32> {
     let data = bytes::Bytes::from(std::fs::read(file).unwrap());
