@@ -1,5 +1,5 @@
-use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use weir_media::TrackKind;
 
@@ -17,14 +17,48 @@ impl fmt::Display for MediaSequence {
 /// The name of a rendition (one media playlist of an event), used as its URL path component:
 /// `source` for the passthrough video, `audio` for the audio group, or a ladder rung's name
 /// such as `720p`. 1 to 32 of `[A-Za-z0-9_-]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RenditionId(Cow<'static, str>);
+///
+/// Cloning never allocates (it is cloned per frame on the ingest path).
+#[derive(Clone, Debug)]
+pub struct RenditionId(Name);
+
+#[derive(Clone, Debug)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl PartialEq for RenditionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RenditionId {}
+
+impl std::hash::Hash for RenditionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for RenditionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RenditionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 impl RenditionId {
     /// The passthrough video rendition.
-    pub const SOURCE: RenditionId = RenditionId(Cow::Borrowed("source"));
+    pub const SOURCE: RenditionId = RenditionId(Name::Static("source"));
     /// The audio rendition (`EXT-X-MEDIA TYPE=AUDIO`, group `audio`).
-    pub const AUDIO: RenditionId = RenditionId(Cow::Borrowed("audio"));
+    pub const AUDIO: RenditionId = RenditionId(Name::Static("audio"));
 
     /// Parses a rendition name (from configuration or a URL path component); `None` unless
     /// it is 1 to 32 of `[A-Za-z0-9_-]`.
@@ -37,7 +71,7 @@ impl RenditionId {
         ok.then(|| match name {
             "source" => RenditionId::SOURCE,
             "audio" => RenditionId::AUDIO,
-            _ => RenditionId(Cow::Owned(name.to_string())),
+            _ => RenditionId(Name::Shared(name.into())),
         })
     }
 
@@ -52,13 +86,16 @@ impl RenditionId {
 
     /// The URL path component.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
     }
 }
 
 impl fmt::Display for RenditionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

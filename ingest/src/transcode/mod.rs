@@ -248,13 +248,22 @@ struct Pipeline<S> {
     /// Audio frames held until the video rungs have announced themselves: libx264's first
     /// output can take longer than the packager waits before starting a session audio-only.
     held_audio: Vec<Held>,
+    /// The ladder's passthrough video rendition, if it has one.
+    passthrough_name: Option<String>,
     pace: Pace,
 }
 
 impl<S: RenditionSink> Pipeline<S> {
     fn new(config: TranscoderConfig, sink: S) -> Self {
         let pace = Pace::new(&config.event);
+        let passthrough_name = config
+            .ladder
+            .video
+            .iter()
+            .find(|v| v.encoding.is_none())
+            .map(|v| v.name.clone());
         Pipeline {
+            passthrough_name,
             config,
             sink,
             video: None,
@@ -268,12 +277,7 @@ impl<S: RenditionSink> Pipeline<S> {
     }
 
     fn passthrough_video(&self) -> Option<&str> {
-        self.config
-            .ladder
-            .video
-            .iter()
-            .find(|v| v.encoding.is_none())
-            .map(|v| v.name.as_str())
+        self.passthrough_name.as_deref()
     }
 
     fn track(&mut self, info: TrackInfo) {
@@ -359,9 +363,8 @@ impl<S: RenditionSink> Pipeline<S> {
                 if self.video_source.is_none() {
                     return;
                 }
-                if let Some(name) = self.passthrough_video() {
-                    let name = name.to_string();
-                    self.sink.frame(&name, frame.clone());
+                if let Some(name) = &self.passthrough_name {
+                    self.sink.frame(name, frame.clone());
                 }
                 if let Some(video) = self.video.as_mut() {
                     let lag = arrived.elapsed();
