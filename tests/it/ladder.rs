@@ -23,12 +23,7 @@ struct Rendition {
 impl Rendition {
     fn fetch(weir: &Weir, name: &str, width: u64, height: u64) -> Rendition {
         let playlist = media_playlist(&weir.edge_url(&format!("/live/it/{name}/index.m3u8")));
-        let map = playlist.segments[0]
-            .map
-            .as_ref()
-            .expect("EXT-X-MAP")
-            .uri
-            .clone();
+        let map = map_uri(&playlist, 0);
         let init = get(&weir.edge_url(&format!("/live/it/{name}/{map}"))).body;
         let segments = playlist
             .segments
@@ -344,12 +339,7 @@ fn a_publisher_returning_with_another_resolution_continues_every_rendition() {
             "{name}: discontinuity elsewhere"
         );
         // The second session's segments decode with their own init segment.
-        let map = r.playlist.segments[at]
-            .map
-            .as_ref()
-            .expect("a new EXT-X-MAP")
-            .uri
-            .clone();
+        let map = map_uri(&r.playlist, at);
         let mut data = get(&weir.edge_url(&format!("/live/it/{name}/{map}"))).body;
         for s in &r.segments[at..] {
             data.extend_from_slice(s);

@@ -74,12 +74,7 @@ fn check_live(clip: &str, loops: u32, reencode: bool, has_audio: bool) {
     for (name, playlist) in &renditions {
         let td = playlist.target_duration;
         let base = format!("/live/it/{name}/");
-        let map = playlist.segments[0]
-            .map
-            .as_ref()
-            .expect("EXT-X-MAP")
-            .uri
-            .clone();
+        let map = map_uri(playlist, 0);
         let init = get(&weir.edge_url(&format!("{base}{map}")));
         assert_eq!(
             (init.status, init.header("content-type")),
@@ -156,23 +151,7 @@ fn check_live(clip: &str, loops: u32, reencode: bool, has_audio: bool) {
 
     // A real player reads the whole thing through the edge.
     let master_url = weir.edge_url("/live/it/master.m3u8");
-    let (ok, stderr) = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-nostdin",
-            "-live_start_index",
-            "0",
-            "-i",
-            &master_url,
-            "-t",
-            "8",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let (ok, stderr) = play_live(&master_url, 8.0);
     assert!(
         ok && stderr.trim().is_empty(),
         "ffmpeg playback through the edge: {stderr}"

@@ -118,22 +118,6 @@ fn publisher_drop_and_return_continue_the_playlist() {
         .map(|s| f64::from(s.duration))
         .sum::<f64>()
         + 4.0;
-    let (ok, stderr) = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-nostdin",
-            "-live_start_index",
-            "0",
-            "-i",
-            &weir.edge_url("/live/it/master.m3u8"),
-            "-t",
-            &format!("{across:.1}"),
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let (ok, stderr) = play_live(&weir.edge_url("/live/it/master.m3u8"), across);
     assert!(ok, "ffmpeg across the discontinuity: {stderr}");
 }

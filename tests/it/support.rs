@@ -424,6 +424,38 @@ pub(crate) fn run(tool: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The `EXT-X-MAP` URI in force at segment `index` of `playlist` (weir writes one at the
+/// first segment and at every new session).
+pub(crate) fn map_uri(playlist: &m3u8_rs::MediaPlaylist, index: usize) -> String {
+    let map = playlist.segments[index].map.as_ref();
+    map.unwrap_or_else(|| panic!("no EXT-X-MAP at segment {index}"))
+        .uri
+        .clone()
+}
+
+/// Plays `url` (a live master playlist) from its first listed segment for `seconds` of media
+/// with the ffmpeg CLI, as a player would; returns (success, stderr at `-v error`).
+pub(crate) fn play_live(url: &str, seconds: f64) -> (bool, String) {
+    let duration = format!("{seconds:.1}");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-nostdin",
+            "-live_start_index",
+            "0",
+            "-i",
+            url,
+            "-t",
+            &duration,
+            "-f",
+            "null",
+            "-",
+        ],
+    )
+}
+
 /// Asserts that ffmpeg decodes `file` from start to end without a single error message.
 pub(crate) fn assert_decodes(file: &Path, what: &str) {
     let path = file.display().to_string();

@@ -144,13 +144,21 @@ impl AudioPath {
         let Some(resampler) = self.resampler.as_mut() else {
             return;
         };
-        let mut input = decoded.clone();
-        input.set_channel_layout(input_layout);
+        // The decoder leaves the layout empty for some streams; only then is a copy needed.
+        let relabelled;
+        let input = if decoded.channel_layout() == input_layout {
+            decoded
+        } else {
+            let mut copy = decoded.clone();
+            copy.set_channel_layout(input_layout);
+            relabelled = copy;
+            &relabelled
+        };
         let capacity =
             decoded.samples() * self.rate as usize / decoded.rate().max(1) as usize + 256;
         let mut out =
             ffmpeg::frame::Audio::new(Sample::F32(SampleType::Planar), capacity, self.layout);
-        if resampler.run(&input, &mut out).is_err() {
+        if resampler.run(input, &mut out).is_err() {
             return;
         }
         let expected = pts_ms * i64::from(self.rate) / 1000;
