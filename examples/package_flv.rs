@@ -45,9 +45,17 @@ fn main() -> anyhow::Result<()> {
                 msn,
                 data,
             } => (format!("{rendition}/{session}/{msn}.m4s"), data),
-            Artifact::MediaPlaylist { rendition, data } => {
-                (format!("{rendition}/index.m3u8"), data)
-            }
+            Artifact::Part {
+                rendition,
+                session,
+                msn,
+                part,
+                data,
+            } => (format!("{rendition}/{session}/{msn}.{part}.m4s"), data),
+            Artifact::MediaPlaylist {
+                rendition,
+                playlist,
+            } => (format!("{rendition}/index.m3u8"), playlist.full),
             Artifact::MasterPlaylist { data } => ("master.m3u8".to_string(), data),
             _ => continue,
         };

@@ -3,7 +3,7 @@
 # pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
 # ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module and
 # wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
-# player test).
+# player test), curl (concurrent viewers in tests), Python's m3u8 package (LL-HLS checker).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
@@ -14,6 +14,7 @@ for lib in libavcodec libavformat libavutil libswscale libswresample libavfilter
   pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
 done
 command -v chromium >/dev/null || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
 command -v npm >/dev/null || need+=(nodejs npm)
 if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
@@ -25,6 +26,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The LL-HLS playlist checker's independent parser (Python m3u8 >= 6 reads the LL-HLS tags).
+python3 -c 'import importlib.metadata as m, sys; sys.exit(int(m.version("m3u8").split(".")[0]) < 6)' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "m3u8>=6"
 # The player test's hls.js and playwright-core (no browser download: Debian's chromium is used).
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -d "$root/tests/player/node_modules/hls.js" ] || [ ! -d "$root/tests/player/node_modules/playwright-core" ]; then

@@ -15,7 +15,10 @@ use weir_ingest::{
 };
 use weir_media::{Frame, TrackInfo, TrackKind};
 use weir_origin::{EventId, Store};
-use weir_packager::{Artifact, Packager, PackagerConfig, RenditionId, SessionId};
+use weir_packager::{
+    Artifact, MediaSequence, Packager, PackagerConfig, PackagerStats, RenditionId, SessionId,
+    TargetDurationPolicy,
+};
 
 /// The configured events.
 pub(crate) struct Directory<S> {
@@ -34,6 +37,8 @@ struct Event {
 
 struct EventState {
     packager: Packager,
+    /// What the packager's stats were when last exported to metrics.
+    stats: PackagerStats,
     live: bool,
     out: Vec<Artifact>,
     /// Every video rendition the event has published, so later sessions continue them all.
@@ -46,22 +51,36 @@ impl<S: Store> Directory<S> {
         packager: &PackagerSettings,
         store: Arc<S>,
     ) -> anyhow::Result<Self> {
-        let config = PackagerConfig {
-            target_duration: packager.segment_target,
-            part_target: packager.part_target,
-            window_segments: packager.window_segments,
-        };
+        // A restarted process starts above every media sequence number it used before.
+        let started_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let events: Vec<Event> = events
             .iter()
             .map(|e| {
                 let id = EventId::parse(&e.id)
                     .ok_or_else(|| anyhow::anyhow!("bad event id {:?}", e.id))?;
+                // weir's encoder places every keyframe when no rendition is the source's.
+                let encoded = e.ladder.video.iter().all(|v| v.encoding.is_some());
+                let config = PackagerConfig {
+                    target_duration: packager.segment_target,
+                    target_duration_policy: if encoded {
+                        TargetDurationPolicy::Configured
+                    } else {
+                        TargetDurationPolicy::FirstSegment
+                    },
+                    part_target: packager.part_target,
+                    low_latency: e.low_latency,
+                    window_segments: packager.window_segments,
+                    first_msn: MediaSequence::from_unix_millis(started_ms),
+                };
                 Ok(Event {
                     id,
                     stream_key: e.stream_key.clone(),
                     ladder: e.ladder.clone(),
                     state: Arc::new(Mutex::new(EventState {
-                        packager: Packager::new(config.clone()),
+                        packager: Packager::new(config),
+                        stats: PackagerStats::default(),
                         live: false,
                         out: Vec::new(),
                         renditions: Vec::new(),
@@ -150,6 +169,19 @@ impl<S: Store> EventDirectory for Directory<S> {
 fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
     for artifact in state.out.drain(..) {
         store.apply(event, artifact);
+    }
+    let stats = state.packager.stats();
+    if stats != state.stats {
+        state.stats = stats;
+        let e = event.to_string();
+        metrics::counter!("weir_packager_segments_split_total", "event" => e.clone())
+            .absolute(stats.segments_split);
+        metrics::counter!("weir_packager_audio_resyncs_total", "event" => e.clone())
+            .absolute(stats.audio_resyncs);
+        metrics::counter!("weir_packager_audio_frames_dropped_total", "event" => e.clone())
+            .absolute(stats.audio_frames_dropped);
+        metrics::counter!("weir_packager_timestamp_jumps_total", "event" => e)
+            .absolute(stats.timestamp_jumps);
     }
 }
 

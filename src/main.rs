@@ -132,6 +132,7 @@ async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow
         upstream,
         cache_capacity_bytes: c.edge.cache_capacity_bytes,
         upstream_timeout: c.edge.upstream_timeout,
+        blocking_timeout: c.edge.blocking_timeout,
         cors_allow_origin: c.edge.cors_allow_origin.clone(),
     };
     weir_edge::serve(listener, config)

@@ -92,7 +92,7 @@ pub struct RtmpSettings {
 pub struct PackagerSettings {
     /// Segment target duration. Default 2 000 ms.
     pub segment_target: Duration,
-    /// Part target (LL-HLS). Default 1 000 ms.
+    /// Part target (LL-HLS parts, RFC 8216bis §4.4.4.9). Default 333 ms, 100..=1 000 ms.
     pub part_target: Duration,
     /// Segments in each live media playlist. Default 6.
     pub window_segments: NonZeroUsize,
@@ -119,6 +119,9 @@ pub struct EdgeSettings {
     pub cache_capacity_bytes: u64,
     /// Longest wait for an upstream response (connect + headers + body). Default 5 000 ms.
     pub upstream_timeout: Duration,
+    /// Longest wait for the upstream's answer to a blocking playlist request (`_HLS_msn`),
+    /// which the origin may hold for three target durations. Default 35 000 ms.
+    pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` value. Default `*`.
     pub cors_allow_origin: String,
 }
@@ -132,6 +135,9 @@ pub struct EventSettings {
     pub stream_key: StreamKey,
     /// The renditions it is published in. Default: the built-in `default` ladder.
     pub ladder: LadderSettings,
+    /// LL-HLS: parts, preload hints, blocking playlist reload, delta updates and rendition
+    /// reports in its playlists. Default true.
+    pub low_latency: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,7 +185,7 @@ impl Default for RawPackager {
     fn default() -> Self {
         RawPackager {
             segment_target_ms: 2_000,
-            part_target_ms: 1_000,
+            part_target_ms: 333,
             window_segments: 6,
         }
     }
@@ -208,6 +214,7 @@ struct RawEdge {
     upstream: Option<String>,
     cache_capacity_bytes: u64,
     upstream_timeout_ms: u64,
+    blocking_timeout_ms: u64,
     cors_allow_origin: String,
 }
 
@@ -218,6 +225,7 @@ impl Default for RawEdge {
             upstream: None,
             cache_capacity_bytes: 512 * 1024 * 1024,
             upstream_timeout_ms: 5_000,
+            blocking_timeout_ms: 35_000,
             cors_allow_origin: "*".into(),
         }
     }
@@ -229,6 +237,7 @@ struct RawEvent {
     id: String,
     stream_key: String,
     ladder: Option<String>,
+    low_latency: Option<bool>,
 }
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
@@ -243,6 +252,7 @@ impl Config {
                 id: DEMO_EVENT.0.into(),
                 stream_key: DEMO_EVENT.1.into(),
                 ladder: None,
+                low_latency: None,
             }],
             ..RawConfig::default()
         };
@@ -319,6 +329,7 @@ impl Config {
                 id: e.id,
                 stream_key: StreamKey(e.stream_key),
                 ladder,
+                low_latency: e.low_latency.unwrap_or(true),
             });
         }
         if let Some(u) = &raw.edge.upstream {
@@ -357,7 +368,7 @@ impl Config {
                     "packager.part_target_ms",
                     raw.packager.part_target_ms,
                     100,
-                    30_000,
+                    1_000,
                 )?,
                 window_segments: NonZeroUsize::new(raw.packager.window_segments)
                     .filter(|n| n.get() >= 3)
@@ -382,6 +393,12 @@ impl Config {
                     100,
                     120_000,
                 )?,
+                blocking_timeout: ms(
+                    "edge.blocking_timeout_ms",
+                    raw.edge.blocking_timeout_ms,
+                    1_000,
+                    120_000,
+                )?,
                 cors_allow_origin: raw.edge.cors_allow_origin,
             },
             events,
@@ -398,6 +415,13 @@ mod tests {
         let c = Config::from_toml(include_str!("../weir.example.toml")).unwrap();
         assert_eq!(c.events.len(), 1);
         assert_eq!(c.packager.segment_target, Duration::from_secs(2));
+        assert_eq!(c.packager.part_target, Duration::from_millis(333));
+        assert!(c.events[0].low_latency);
+        let c = Config::from_toml(
+            "[[events]]\nid = \"a\"\nstream_key = \"abcdefgh\"\nlow_latency = false\n",
+        )
+        .unwrap();
+        assert!(!c.events[0].low_latency);
     }
 
     #[test]
@@ -415,6 +439,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("window_segments"), "{e}");
+        let e = Config::from_toml("[packager]\npart_target_ms = 1500\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("part_target_ms"), "{e}");
     }
 
     #[test]

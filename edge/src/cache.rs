@@ -1,22 +1,23 @@
-//! The edge's request path: route, cache lookup, coalesced upstream fetch, response.
+//! The edge's request path: route, cache key, lookup/coalesce, upstream, response.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, AGE, CACHE_CONTROL,
+    CONTENT_LENGTH, CONTENT_TYPE,
 };
 use http::{Method, StatusCode, Uri};
-use moka::future::Cache;
-use moka::Expiry;
 use tokio::net::TcpListener;
-use weir_origin::{preflight, Route};
+use weir_origin::{preflight, Directives, Route};
 
-use crate::upstream::{Fetched, Upstream};
+use crate::coalesce::{Cached, Coalescer, FetchRole};
+use crate::follow::Followers;
+use crate::upstream::Upstream;
 
 /// The edge's settings.
 #[derive(Clone, Debug)]
@@ -25,8 +26,12 @@ pub struct EdgeConfig {
     pub upstream: String,
     /// Cache capacity: bytes of cached bodies (plus keys).
     pub cache_capacity_bytes: u64,
-    /// Longest wait for an upstream response; past it the viewer gets 504.
+    /// Longest wait for an upstream response to a request for an object or a plain
+    /// playlist; past it the viewer gets 504.
     pub upstream_timeout: Duration,
+    /// Longest wait for an upstream response to a blocking playlist request (`_HLS_msn`):
+    /// the origin may hold it for three target durations, so this must be longer.
+    pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` on every response.
     pub cors_allow_origin: String,
 }
@@ -42,6 +47,9 @@ pub enum EdgeError {
     /// Not GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Malformed LL-HLS delivery directives: 400 without asking upstream.
+    #[error("bad request")]
+    BadRequest,
     /// The upstream could not be reached or broke the connection: 502.
     #[error("upstream unreachable")]
     UpstreamUnreachable,
@@ -68,6 +76,7 @@ impl IntoResponse for EdgeError {
         let status = match self {
             EdgeError::NotFound => StatusCode::NOT_FOUND,
             EdgeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            EdgeError::BadRequest => StatusCode::BAD_REQUEST,
             EdgeError::UpstreamUnreachable | EdgeError::BadUpstream => StatusCode::BAD_GATEWAY,
             EdgeError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         };
@@ -78,40 +87,10 @@ impl IntoResponse for EdgeError {
     }
 }
 
-/// A cached (or just fetched) upstream response.
-#[derive(Debug)]
-struct Cached {
-    fetched: Fetched,
-    fetched_at: Instant,
-    ttl: Duration,
-}
-
-/// Per-entry lifetime: the TTL the upstream's `Cache-Control` gave.
-struct UpstreamTtl;
-
-impl Expiry<String, Arc<Cached>> for UpstreamTtl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Arc<Cached>,
-        _at: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
-/// Why a fetch's result is not put in the cache; shared with every coalesced waiter.
-#[derive(Debug)]
-enum Miss {
-    /// Upstream answered, but the response may not be stored.
-    Uncacheable(Arc<Cached>),
-    /// Upstream failed.
-    Failed(EdgeError),
-}
-
 struct EdgeState {
-    cache: Cache<String, Arc<Cached>>,
-    upstream: Upstream,
+    coalescer: Arc<Coalescer>,
+    followers: Arc<Followers>,
+    config: EdgeConfig,
     cors: HeaderValue,
 }
 
@@ -120,20 +99,13 @@ struct EdgeState {
 /// # Errors
 /// The listener's accept loop failed.
 pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result<()> {
-    let cache = Cache::builder()
-        .max_capacity(config.cache_capacity_bytes)
-        .weigher(|key: &String, value: &Arc<Cached>| {
-            (key.len() + value.fetched.body.len() + 256)
-                .try_into()
-                .unwrap_or(u32::MAX)
-        })
-        .expire_after(UpstreamTtl)
-        .build();
+    let upstream = Upstream::new(config.upstream.clone(), config.upstream_timeout);
     let state = Arc::new(EdgeState {
-        cache,
-        upstream: Upstream::new(config.upstream, config.upstream_timeout),
+        coalescer: Arc::new(Coalescer::new(config.cache_capacity_bytes, upstream)),
+        followers: Arc::new(Followers::new()),
         cors: HeaderValue::from_str(&config.cors_allow_origin)
             .unwrap_or(HeaderValue::from_static("*")),
+        config,
     });
     let app = Router::new().fallback(handle).with_state(state);
     axum::serve(listener, app).await
@@ -149,9 +121,13 @@ async fn handle(State(state): State<Arc<EdgeState>>, method: Method, uri: Uri) -
             e.into_response()
         }
     };
-    response
-        .headers_mut()
-        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
+    let h = response.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
+    // hls.js reads Age to tune in to a low-latency stream behind a CDN.
+    h.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Age"),
+    );
     response
 }
 
@@ -162,37 +138,45 @@ async fn respond(state: &EdgeState, method: &Method, uri: &Uri) -> Result<Respon
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
+    // Route phase: junk never reaches the upstream.
     let route = Route::parse(uri.path()).ok_or(EdgeError::NotFound)?;
-    let key = uri.path().to_string();
-    let head = method == Method::HEAD;
-    if let Some(hit) = state.cache.get(&key).await {
-        metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => "HIT").increment(1);
-        return Ok(response(&hit, "HIT", head));
-    }
-    metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => "MISS")
-        .increment(1);
-    let upstream = &state.upstream;
-    let path = uri.path();
-    let fetch = async {
-        let fetched = upstream.get(path).await.map_err(Miss::Failed)?;
-        let ttl = fetched.ttl();
-        let cached = Arc::new(Cached {
-            fetched,
-            fetched_at: Instant::now(),
-            ttl: ttl.unwrap_or_default(),
-        });
-        match ttl {
-            Some(_) => Ok(cached),
-            None => Err(Miss::Uncacheable(cached)),
+    // Cache key phase: the path, plus the normalized delivery directives for a media
+    // playlist; no other query parameter changes the answer.
+    let (key, directives) = match route {
+        Route::MediaPlaylist(..) => {
+            let d = Directives::parse(uri.query()).map_err(|_| EdgeError::BadRequest)?;
+            let q = d.canonical_query();
+            let key = if q.is_empty() {
+                uri.path().to_string()
+            } else {
+                format!("{}?{q}", uri.path())
+            };
+            (key, Some(d))
         }
+        _ => (uri.path().to_string(), None),
     };
-    match state.cache.entry(key).or_try_insert_with(fetch).await {
-        Ok(entry) => Ok(response(entry.value(), "MISS", head)),
-        Err(miss) => match &*miss {
-            Miss::Uncacheable(cached) => Ok(response(cached, "MISS", head)),
-            Miss::Failed(e) => Err(e.clone()),
-        },
+    let blocking = directives.is_some_and(|d| d.blocking());
+    let timeout = if blocking {
+        state.config.blocking_timeout
+    } else {
+        state.config.upstream_timeout
+    };
+    // Lookup/coalesce and upstream phases.
+    let (outcome, role) = state.coalescer.fetch(&key, &key, timeout).await;
+    let cached = outcome?;
+    let status = match role {
+        FetchRole::Hit => "HIT",
+        FetchRole::Started => "MISS",
+        FetchRole::Joined => "COALESCED",
+    };
+    metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => status)
+        .increment(1);
+    if directives.is_some_and(|d| d == Directives::default()) && cached.ttl.is_some() {
+        state
+            .followers
+            .touch(&key, &state.coalescer, state.config.blocking_timeout);
     }
+    Ok(response(&cached, status, method == Method::HEAD))
 }
 
 fn response(cached: &Cached, cache_status: &'static str, head: bool) -> Response {
@@ -214,6 +198,9 @@ fn response(cached: &Cached, cache_status: &'static str, head: bool) -> Response
     h.insert(CONTENT_LENGTH, HeaderValue::from(f.body.len()));
     let age = f.age + cached.fetched_at.elapsed().as_secs();
     h.insert(AGE, HeaderValue::from(age));
-    h.insert("x-cache", HeaderValue::from_static(cache_status));
+    h.insert(
+        "x-cache",
+        HeaderValue::from_static(if cache_status == "HIT" { "HIT" } else { "MISS" }),
+    );
     r
 }

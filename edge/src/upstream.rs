@@ -55,27 +55,28 @@ impl Fetched {
 pub(crate) struct Upstream {
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
-    timeout: Duration,
 }
 
 impl Upstream {
-    pub(crate) fn new(base: String, timeout: Duration) -> Upstream {
+    /// A client for `base`; connecting gives up after `connect_timeout`.
+    pub(crate) fn new(base: String, connect_timeout: Duration) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        connector.set_connect_timeout(Some(connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Upstream {
-            base,
-            client,
-            timeout,
-        }
+        Upstream { base, client }
     }
 
-    /// GETs `path` (already validated as a route) from the upstream.
-    pub(crate) async fn get(&self, path: &str) -> Result<Fetched, EdgeError> {
-        let uri: http::Uri = format!("{}{}", self.base, path)
+    /// GETs `path_and_query` (a validated route, with normalized directives) from the
+    /// upstream; gives up after `timeout` (504).
+    pub(crate) async fn get(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<Fetched, EdgeError> {
+        let uri: http::Uri = format!("{}{}", self.base, path_and_query)
             .parse()
             .map_err(|_| EdgeError::BadUpstream)?;
         let fetch = async {
@@ -103,7 +104,7 @@ impl Upstream {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, fetch)
+        tokio::time::timeout(timeout, fetch)
             .await
             .map_err(|_| EdgeError::UpstreamTimeout)?
     }

@@ -1,7 +1,9 @@
 //! The origin's HTTP server: live-window objects with `Content-Type`, `Cache-Control` and
-//! CORS, plus `/metrics`.
+//! CORS, blocking playlist reload and preload-hinted parts (RFC 8216bis §6.2.5.2, §6.2.6),
+//! plus `/metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -9,12 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use http::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL,
+    CONTENT_LENGTH, CONTENT_TYPE,
 };
 use http::{Method, StatusCode, Uri};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
+use weir_packager::{PartRef, PlaylistUpdate};
 
-use crate::{Object, ObjectKind, Route, Store};
+use crate::directives::{readiness, DirectiveError, Directives, Readiness};
+use crate::store::half_target;
+use crate::{EventId, Object, ObjectKind, Route, Store};
 
 /// Renders the process's metrics in the Prometheus text format, for `/metrics`.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -72,17 +79,21 @@ async fn object<S: Store>(
     method: Method,
     uri: Uri,
 ) -> Response {
-    let mut response = match respond(&state, &method, &uri) {
+    let mut response = match respond(&state, &method, &uri).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    response
-        .headers_mut()
-        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
+    let h = response.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
+    // hls.js reads Age to tune in to a low-latency stream behind a CDN.
+    h.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Age"),
+    );
     response
 }
 
-fn respond<S: Store>(
+async fn respond<S: Store>(
     state: &OriginState<S>,
     method: &Method,
     uri: &Uri,
@@ -94,13 +105,175 @@ fn respond<S: Store>(
         return Err(OriginError::MethodNotAllowed);
     }
     let route = Route::parse(uri.path()).ok_or(OriginError::NotFound)?;
-    let status = |s: &'static str| metrics::counter!("weir_origin_requests_total", "kind" => route.kind(), "status" => s);
-    let Some(object) = state.store.get(&route) else {
-        status("404").increment(1);
-        return Err(OriginError::NotFound);
+    let head = method == Method::HEAD;
+    let result = match &route {
+        Route::MediaPlaylist(event, rendition) => {
+            let directives = Directives::parse(uri.query()).map_err(OriginError::BadRequest)?;
+            let form = match (directives.blocking(), directives.skip) {
+                (false, false) => "plain",
+                (true, false) => "blocking",
+                (false, true) => "skip",
+                (true, true) => "blocking_skip",
+            };
+            metrics::counter!("weir_origin_playlist_requests_total", "directives" => form)
+                .increment(1);
+            let watch = state
+                .store
+                .playlist(event, rendition)
+                .ok_or(OriginError::NotFound)?;
+            media_playlist(watch, directives, head).await
+        }
+        Route::Part(event, rendition, session, msn, part) => {
+            let wanted = PartRef {
+                session: session.clone(),
+                msn: *msn,
+                part: *part,
+            };
+            hinted_part(&*state.store, &route, event, rendition, wanted, head).await
+        }
+        _ => state
+            .store
+            .get(&route)
+            .map(|o| object_response(&o, head))
+            .ok_or(OriginError::NotFound),
     };
-    status("200").increment(1);
-    Ok(object_response(&object, method == Method::HEAD))
+    let status = match &result {
+        Ok(_) => "200",
+        Err(OriginError::NotFound) => "404",
+        Err(OriginError::BadRequest(_)) => "400",
+        Err(OriginError::Unavailable) => "503",
+        Err(_) => "other",
+    };
+    metrics::counter!("weir_origin_requests_total", "kind" => route.kind(), "status" => status)
+        .increment(1);
+    result
+}
+
+/// How long a blocking request may be held: three target durations (RFC 8216bis §6.2.5.2).
+fn block_limit(update: &PlaylistUpdate) -> Duration {
+    update.target_duration * 3
+}
+
+/// Counts a request held by the origin while it is held.
+struct Held;
+
+impl Held {
+    fn new(kind: &'static str) -> Held {
+        metrics::gauge!("weir_origin_held_requests").increment(1.0);
+        metrics::counter!("weir_origin_held_requests_total", "kind" => kind).increment(1);
+        Held
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        metrics::gauge!("weir_origin_held_requests").decrement(1.0);
+    }
+}
+
+/// A media playlist: at once, or, with `_HLS_msn`, once it holds the segment or part asked
+/// for; 503 after three target durations. Waits on the playlist's notification, never a
+/// timer per version: a client that goes away drops the wait with its request.
+async fn media_playlist(
+    mut watch: crate::store::PlaylistWatch,
+    directives: Directives,
+    head: bool,
+) -> Result<Response, OriginError> {
+    let mut current = watch
+        .borrow_and_update()
+        .clone()
+        .ok_or(OriginError::NotFound)?;
+    let deadline = Instant::now() + block_limit(&current);
+    let mut held = None;
+    loop {
+        match readiness(&directives, &current) {
+            Readiness::Ready => break,
+            Readiness::TooFarAhead => {
+                return Err(OriginError::BadRequest(DirectiveError::TooFarAhead))
+            }
+            Readiness::Wait => {
+                held.get_or_insert_with(|| Held::new("playlist"));
+                match tokio::time::timeout_at(deadline, watch.changed()).await {
+                    Ok(Ok(())) => {
+                        if let Some(next) = watch.borrow_and_update().clone() {
+                            current = next;
+                        }
+                    }
+                    Ok(Err(_)) => return Err(OriginError::NotFound),
+                    Err(_) => return Err(OriginError::Unavailable),
+                }
+            }
+        }
+    }
+    drop(held);
+    let body = match (&current.delta, directives.skip) {
+        (Some(delta), true) => delta.clone(),
+        _ => current.full.clone(),
+    };
+    let max_age = if directives.blocking() {
+        // The answer to a directive is valid for as long as what it asked for is listed.
+        current.target_duration.as_secs() * 3
+    } else if current.part_target.is_some() {
+        1
+    } else {
+        half_target(Some(current.target_duration))
+    };
+    Ok(playlist_response(body, max_age, head))
+}
+
+/// A part: at once if it exists; if it is the one the playlist's preload hint names, as soon
+/// as it is complete (RFC 8216bis §6.2.6); otherwise 404.
+async fn hinted_part<S: Store>(
+    store: &S,
+    route: &Route,
+    event: &EventId,
+    rendition: &weir_packager::RenditionId,
+    wanted: PartRef,
+    head: bool,
+) -> Result<Response, OriginError> {
+    if let Some(o) = store.get(route) {
+        return Ok(object_response(&o, head));
+    }
+    let mut watch = store
+        .playlist(event, rendition)
+        .ok_or(OriginError::NotFound)?;
+    let limit = watch
+        .borrow()
+        .as_ref()
+        .map_or(Duration::from_secs(6), |u| block_limit(u));
+    let deadline = Instant::now() + limit;
+    let mut held = None;
+    loop {
+        let hinted = watch
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|u| u.preload_hint.as_ref() == Some(&wanted));
+        // Read after the hint: a part is stored before the playlist that lists it.
+        if let Some(o) = store.get(route) {
+            return Ok(object_response(&o, head));
+        }
+        if !hinted {
+            return Err(OriginError::NotFound);
+        }
+        held.get_or_insert_with(|| Held::new("part"));
+        match tokio::time::timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(OriginError::NotFound),
+            Err(_) => return Err(OriginError::Unavailable),
+        }
+    }
+}
+
+fn playlist_response(body: bytes::Bytes, max_age_secs: u64, head: bool) -> Response {
+    object_response(
+        &Object {
+            kind: ObjectKind::LivePlaylist {
+                max_age_secs: max_age_secs.max(1),
+            },
+            body,
+        },
+        head,
+    )
 }
 
 /// A `200` for `object` with its `Content-Type`, `Cache-Control` and `Content-Length`; no
@@ -149,20 +322,36 @@ pub fn preflight() -> Response {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OriginError {
-    /// The path is not a route, or names an object the store does not hold.
+    /// The path is not a route, or names an object the store does not hold (or a part that
+    /// is neither listed nor hinted).
     #[error("not found")]
     NotFound,
     /// A method other than GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Bad LL-HLS delivery directives (RFC 8216bis §6.2.5.2): 400.
+    #[error("bad request: {0}")]
+    BadRequest(DirectiveError),
+    /// A blocking request was not answerable within three target durations: 503.
+    #[error("playlist not updated in time")]
+    Unavailable,
+}
+
+impl OriginError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OriginError::NotFound => StatusCode::NOT_FOUND,
+            OriginError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OriginError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
 
 impl IntoResponse for OriginError {
     fn into_response(self) -> Response {
-        let status = match self {
-            OriginError::NotFound => StatusCode::NOT_FOUND,
-            OriginError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        };
+        let status = self.status();
         let mut r = (status, format!("{self}\n")).into_response();
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -6,10 +6,18 @@
 //! [`Route`]; nothing is ever looked up by joining request text into a path. The origin does
 //! not cache for viewers: edges do.
 //!
+//! Media playlists are served from their live state ([`Store::playlist`]): a request with
+//! LL-HLS delivery directives (`_HLS_msn`, `_HLS_part`) is held until the playlist holds
+//! what it asks for (RFC 8216bis §6.2.5.2), and a request for the part the preload hint
+//! names is held until the part is complete (§6.2.6); both wait on the playlist's
+//! notification, not on timers.
+//!
 //! ```text
-//! Packager --Artifact--> Store::apply        edge --GET /live/..--> Route::parse --> Store::get
+//! Packager --Artifact--> Store::apply --notify--> held playlist/part requests
+//! edge --GET /live/..--> Route::parse --> Store::get | Store::playlist (+ Directives)
 //! ```
 
+mod directives;
 mod http;
 mod route;
 mod store;
@@ -18,5 +26,6 @@ mod store;
 pub use crate::http::{
     object_response, preflight, serve, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
 };
+pub use directives::{advance_part_limit, readiness, DirectiveError, Directives, Readiness};
 pub use route::{EventId, Route};
-pub use store::{MemoryStore, Object, ObjectKind, Store};
+pub use store::{MemoryStore, Object, ObjectKind, PlaylistWatch, Store};

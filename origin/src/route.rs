@@ -1,7 +1,7 @@
 //! Request paths parsed into typed routes. No path is ever joined from request text: a path
 //! either parses into a [`Route`] made of validated IDs, or it is not found.
 
-use weir_packager::{MediaSequence, RenditionId, SessionId};
+use weir_packager::{MediaSequence, PartIndex, RenditionId, SessionId};
 
 /// An event's ID in URLs: 1-64 of `[A-Za-z0-9_-]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,6 +41,16 @@ pub enum Route {
     InitSegment(EventId, RenditionId, SessionId),
     /// `/live/{event}/{rendition}/{session}/{msn}.m4s`
     Segment(EventId, RenditionId, SessionId, MediaSequence),
+    /// `/live/{event}/{rendition}/{session}/{msn}.{part}.m4s`: an LL-HLS partial segment.
+    Part(EventId, RenditionId, SessionId, MediaSequence, PartIndex),
+}
+
+/// A decimal number of at most `max_digits` digits, no sign, no leading `+`.
+fn number(s: &str, max_digits: usize) -> Option<u64> {
+    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 impl Route {
@@ -61,16 +71,27 @@ impl Route {
                 SessionId::parse(session)?,
             )),
             [event, rendition, session, file] => {
-                let msn = file.strip_suffix(".m4s")?;
-                if msn.is_empty() || msn.len() > 19 || !msn.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                Some(Route::Segment(
+                let name = file.strip_suffix(".m4s")?;
+                let (event, rendition, session) = (
                     EventId::parse(event)?,
                     RenditionId::from_name(rendition)?,
                     SessionId::parse(session)?,
-                    MediaSequence(msn.parse().ok()?),
-                ))
+                );
+                match name.split_once('.') {
+                    None => Some(Route::Segment(
+                        event,
+                        rendition,
+                        session,
+                        MediaSequence(number(name, 19)?),
+                    )),
+                    Some((msn, part)) => Some(Route::Part(
+                        event,
+                        rendition,
+                        session,
+                        MediaSequence(number(msn, 19)?),
+                        PartIndex(u32::try_from(number(part, 6)?).ok()?),
+                    )),
+                }
             }
             _ => None,
         }
@@ -83,6 +104,7 @@ impl Route {
             Route::MediaPlaylist(..) => "playlist",
             Route::InitSegment(..) => "init",
             Route::Segment(..) => "segment",
+            Route::Part(..) => "part",
         }
     }
 
@@ -92,7 +114,8 @@ impl Route {
             Route::Master(e)
             | Route::MediaPlaylist(e, _)
             | Route::InitSegment(e, ..)
-            | Route::Segment(e, ..) => e,
+            | Route::Segment(e, ..)
+            | Route::Part(e, ..) => e,
         }
     }
 }
@@ -123,6 +146,16 @@ mod tests {
             Route::parse("/live/demo/source/abc1/42.m4s").map(|r| r.kind()),
             Some("segment")
         );
+        assert_eq!(
+            Route::parse("/live/demo/source/abc1/42.3.m4s"),
+            Some(Route::Part(
+                EventId::parse("demo").unwrap(),
+                RenditionId::SOURCE,
+                SessionId::parse("abc1").unwrap(),
+                MediaSequence(42),
+                PartIndex(3)
+            ))
+        );
         for bad in [
             "/live/../../etc/passwd",
             "/live/demo/../../etc/passwd",
@@ -132,6 +165,10 @@ mod tests {
             "/live/demo/a%20b/index.m3u8",
             "/live/demo/source/ABC/1.m4s",
             "/live/demo/source/abc1/99999999999999999999.m4s",
+            "/live/demo/source/abc1/1.2.3.m4s",
+            "/live/demo/source/abc1/1..m4s",
+            "/live/demo/source/abc1/1.-2.m4s",
+            "/live/demo/source/abc1/1.9999999.m4s",
             "/live//master.m3u8",
             "/etc/passwd",
             "/live/demo%2F..%2F/master.m3u8",

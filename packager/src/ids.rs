@@ -14,6 +14,34 @@ impl fmt::Display for MediaSequence {
     }
 }
 
+/// The index of a partial segment (an LL-HLS part, one CMAF chunk) within its parent
+/// segment, from 0 (RFC 8216bis §4.4.4.9, §6.2.5.2 `_HLS_part`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartIndex(pub u32);
+
+impl fmt::Display for PartIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl MediaSequence {
+    /// The first media sequence number of an event packaged by a process started at
+    /// `unix_millis` (milliseconds since the Unix epoch): a restarted process starts above
+    /// every number the previous one used, as long as the event averaged fewer than 1 000
+    /// segments a second (segments are at least 500 ms, so it does), and the clock did not
+    /// step back. About 1.8e12 today: exact in a JavaScript number (hls.js), far from
+    /// `u64::MAX`.
+    pub fn from_unix_millis(unix_millis: u64) -> MediaSequence {
+        MediaSequence(unix_millis)
+    }
+
+    /// The next number.
+    pub fn next(self) -> MediaSequence {
+        MediaSequence(self.0 + 1)
+    }
+}
+
 /// The name of a rendition (one media playlist of an event), used as its URL path component:
 /// `source` for the passthrough video, `audio` for the audio group, or a ladder rung's name
 /// such as `720p`. 1 to 32 of `[A-Za-z0-9_-]`.

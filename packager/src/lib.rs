@@ -1,22 +1,25 @@
-//! weir's packager: frames in, CMAF init segments, segments and HLS playlists out.
+//! weir's packager: frames in, CMAF init segments, parts, segments and HLS playlists out.
 //!
 //! Sans-I/O: it never touches a socket, a file or a clock. The caller passes the wall-clock
 //! time with every input (it only stamps `EXT-X-PROGRAM-DATE-TIME` and schedules expiry) and
 //! applies the [`Artifact`]s it gets back to a store, in order.
 //!
 //! ```text
-//!             +--------------------- Packager (one per event) ---------------------+
-//! TrackInfo ->| TrackSegmenter (video) --parts--> segment --> MediaPlaylist source |--> Artifact::*
-//! Frame     ->| TrackSegmenter (audio) --parts--> segment --> MediaPlaylist audio  |
-//!             |            cut points: video keyframes at/after the target         |
-//!             +--------------------------------------------------------------------+
+//!            +------------------------ Packager (one per event) -------------------------+
+//! TrackInfo->| Session: lead track --cuts (msn, time, date)--> CutPlan                   |
+//! Frame ---->|   every track: clock (sample durations) -> TrackSegmenter -> parts/segment |-> Artifact::*
+//!            |   followers held until the lead has decided the cuts before them           |
+//!            | Publication: media playlists (LL-HLS parts, hints, reports), master        |
+//!            +----------------------------------------------------------------------------+
 //! ```
 //!
-//! Segments are cut only at keyframes, at the first keyframe at or after the target duration
-//! (RFC 8216 §4.3.3.1, HLS authoring spec §1.10); audio segments end at the first audio frame
-//! at or after the video's cut, so renditions stay aligned and share media sequence numbers.
-//! Each segment is built as a sequence of parts (CMAF chunks) no longer than the part target,
-//! ready for LL-HLS.
+//! Every rendition is placed on one event timeline (90 kHz, continuous across publisher
+//! sessions). The lead rendition (the first video one) cuts segments at the first keyframe at
+//! or after the segment target (RFC 8216 §4.3.3.1), or earlier when a long GOP would break
+//! the target duration rule, and allocates each cut's media sequence number; every other
+//! rendition and the audio cut at the same times and take the same numbers. Each segment is
+//! built as parts (CMAF chunks) no longer than the part target, published as they complete
+//! (RFC 8216bis §4.4.4.9).
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -29,12 +32,25 @@
 //! assert!(out.is_empty()); // nothing was published without a keyframe
 //! ```
 
+mod artifact;
+mod clock;
+mod cut;
 mod fmp4;
 mod ids;
+mod master;
 mod packager;
 mod playlist;
+mod publish;
+mod session;
+mod target;
+#[cfg(test)]
+mod testing;
+mod timeline;
 mod track;
 
 // The public interface.
-pub use ids::{MediaSequence, RenditionId, SessionId};
-pub use packager::{Artifact, Packager, PackagerConfig};
+pub use artifact::{Artifact, PlaylistUpdate};
+pub use ids::{MediaSequence, PartIndex, RenditionId, SessionId};
+pub use packager::{Packager, PackagerConfig, PackagerStats};
+pub use playlist::{Expired, PartRef};
+pub use target::{configured_target_duration, TargetDurationPolicy, MAX_TARGET_DURATION_SECS};

@@ -1,17 +1,20 @@
-//! The per-event packager: publisher sessions in, artifacts out.
+//! The per-event packager: publisher sessions in, artifacts out. It routes frames to the
+//! session's tracks, holds the ones that are ahead of the lead, and turns what the tracks
+//! complete into objects and playlist updates.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use weir_media::{CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
+use weir_media::{Frame, Timestamp, TrackInfo, TrackKind, AAC_SAMPLES_PER_FRAME};
 
-use crate::playlist::{
-    render_master, AudioGroup, Expiry, MediaPlaylist, SegmentEntry, VariantInfo,
-};
-use crate::track::{ClosedSegment, TrackSegmenter};
-use crate::{fmp4, MediaSequence, RenditionId, SessionId};
+use crate::cut::{CutPlan, LeadCut};
+use crate::playlist::{SegmentEntry, SegmentHead};
+use crate::publish::Publication;
+use crate::session::{CutRules, Placed, Placement, Running, RunningTrack, Session, Unused};
+use crate::target::{TargetDuration, TargetDurationPolicy};
+use crate::timeline::{track_duration, EventTime};
+use crate::{fmp4, Artifact, MediaSequence, RenditionId, SessionId};
 
 /// Frames held while a session waits for its lead video rendition's first keyframe (about
 /// 1.4 s of AAC at 44.1 kHz, or a few frames of each other rendition of a ladder); the oldest
@@ -21,80 +24,62 @@ const MAX_QUEUED_FRAMES: usize = 256;
 /// Audio frames after which a session with no video configuration starts audio-only.
 const AUDIO_ONLY_AFTER_FRAMES: usize = 48;
 
-/// Audio frames held while waiting for the lead video to catch up (about 10 s at 48 kHz);
-/// beyond that the video is taken to have stalled and audio goes on alone.
-const MAX_HELD_AUDIO: usize = 512;
+/// Frames of one rendition held while the lead catches up (about 10 s of 48 kHz audio);
+/// beyond that the lead is taken to have stalled and the oldest goes on alone.
+const MAX_HELD_PER_TRACK: usize = 512;
+
+/// Cuts a session keeps for renditions that lag behind the lead; a rendition further behind
+/// is cut where it is and continues from the newest cut, with gaps in between.
+const MAX_CUTS: usize = 64;
 
 /// How the packager cuts and lists segments.
 #[derive(Clone, Debug)]
 pub struct PackagerConfig {
     /// Segment target: a segment is cut at the first keyframe at or after this much media
-    /// time. With a longer GOP the segment is as long as the GOP. Default 2 s.
+    /// time. Default 2 s.
     pub target_duration: Duration,
+    /// How `EXT-X-TARGETDURATION` is chosen. Default [`TargetDurationPolicy::FirstSegment`].
+    pub target_duration_policy: TargetDurationPolicy,
     /// Part target: segments are built as parts (CMAF chunks, one `moof`+`mdat` each) no
-    /// longer than this, ready for LL-HLS `EXT-X-PART` (RFC 8216bis §4.4.4.9). Default 1 s.
+    /// longer than this (RFC 8216bis §4.4.4.9). Default 333 ms.
     pub part_target: Duration,
-    /// Segments listed in each live media playlist. Default 6.
+    /// Whether playlists list the parts (LL-HLS: `EXT-X-PART`, preload hints, rendition
+    /// reports, delta updates). Default true.
+    pub low_latency: bool,
+    /// Segments in each live media playlist (at least three target durations are kept).
+    /// Default 6.
     pub window_segments: NonZeroUsize,
+    /// The event's first media sequence number, e.g. [`MediaSequence::from_unix_millis`] of
+    /// the process start so that a restarted process never reuses a number. Default 0.
+    pub first_msn: MediaSequence,
 }
 
 impl Default for PackagerConfig {
     fn default() -> Self {
         PackagerConfig {
             target_duration: Duration::from_secs(2),
-            part_target: Duration::from_secs(1),
+            target_duration_policy: TargetDurationPolicy::FirstSegment,
+            part_target: Duration::from_millis(333),
+            low_latency: true,
             window_segments: NonZeroUsize::new(6).unwrap_or(NonZeroUsize::MIN),
+            first_msn: MediaSequence(0),
         }
     }
 }
 
-/// What the packager produced, in the order a store must apply it: every object is emitted
-/// before the first playlist that names it.
-#[derive(Clone, Debug)]
+/// What the packager had to correct in its input, since it was made; for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Artifact {
-    /// `{rendition}/{session}/init.mp4`: `ftyp`+`moov` (ISO/IEC 23000-19 §7.3.1).
-    InitSegment {
-        /// The rendition it belongs to.
-        rendition: RenditionId,
-        /// The publisher session it belongs to.
-        session: SessionId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// `{rendition}/{session}/{msn}.m4s`: `moof`+`mdat` pairs, starting with a sync sample.
-    Segment {
-        /// The rendition it belongs to.
-        rendition: RenditionId,
-        /// The publisher session it belongs to.
-        session: SessionId,
-        /// Its media sequence number.
-        msn: MediaSequence,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// `{rendition}/index.m3u8`, the new live media playlist.
-    MediaPlaylist {
-        /// The rendition.
-        rendition: RenditionId,
-        /// The playlist text.
-        data: Bytes,
-    },
-    /// `master.m3u8`, the new master playlist.
-    MasterPlaylist {
-        /// The playlist text.
-        data: Bytes,
-    },
-    /// A segment (or, with `msn: None`, an init segment) left the live window more than its
-    /// availability time ago (RFC 8216 §6.2.2): the store may drop it.
-    Expired {
-        /// The rendition.
-        rendition: RenditionId,
-        /// The session.
-        session: SessionId,
-        /// The segment, or `None` for the session's init segment.
-        msn: Option<MediaSequence>,
-    },
+pub struct PackagerStats {
+    /// Segments split before a non-keyframe because the source's GOP was longer than the
+    /// target duration allows.
+    pub segments_split: u64,
+    /// Audio samples stretched to fill a gap in the audio timestamps (lost frames).
+    pub audio_resyncs: u64,
+    /// Audio frames dropped because their timestamps overlapped the previous frame.
+    pub audio_frames_dropped: u64,
+    /// Sessions continued after a discontinuity because timestamps jumped.
+    pub timestamp_jumps: u64,
 }
 
 /// Packages one event: keeps its playlists across publisher sessions.
@@ -105,15 +90,13 @@ pub enum Artifact {
 /// [`end_session`](Packager::end_session) when the publisher leaves. Each call appends what
 /// it produced to `out`. Time is passed in; nothing is read from a clock.
 ///
-/// An event has any number of video renditions (the passthrough `source`, or the rungs of a
-/// transcoding ladder) and at most one audio rendition. The first video rendition configured
-/// in a session is its *lead*: the session starts at the lead's first keyframe (frames of
-/// other renditions that arrive earlier are held), or audio-only when about a second of audio
-/// has arrived and no video configuration has. Every video rendition cuts at its first
-/// keyframe at or after the target duration; a ladder whose keyframes sit at the same
-/// presentation times in every rendition (as weir's transcoder makes them) therefore gets
-/// segments with the same media sequence numbers and start times everywhere. Audio follows
-/// the lead's cuts.
+/// An event has any number of video renditions and at most one audio rendition. The first
+/// video rendition configured in a session is its *lead*: the session starts at the lead's
+/// first keyframe, and the lead alone decides where segments are cut and allocates their
+/// media sequence numbers. Every other rendition cuts at the same presentation times with the
+/// same numbers (a rendition with no media for a span lists an `EXT-X-GAP` segment), so a
+/// number always names the same span of the event in every playlist, and
+/// `EXT-X-PROGRAM-DATE-TIME` is the same for it everywhere.
 ///
 /// Each later session continues the same playlists after `EXT-X-DISCONTINUITY`, with media
 /// sequence numbers that never go back and a decode timeline (`tfdt`) that continues where
@@ -121,96 +104,52 @@ pub enum Artifact {
 #[derive(Debug)]
 pub struct Packager {
     config: PackagerConfig,
+    target: TargetDuration,
+    publication: Publication,
     next_msn: MediaSequence,
-    /// `EXT-X-TARGETDURATION`, seconds: set by the event's first segment.
-    target_duration: Option<u64>,
-    /// Every rendition the event has had, in the order it first appeared.
-    playlists: Vec<MediaPlaylist>,
-    /// End of the event's decode timeline so far, 90 kHz ticks.
-    timeline_end: u64,
+    /// End of the event's decode timeline so far.
+    timeline_end: EventTime,
     sessions_run: u64,
     session: Option<Session>,
-    master: Option<Bytes>,
-}
-
-#[derive(Debug)]
-struct Session {
-    id: SessionId,
-    /// The renditions announced so far, in order: the first video one is the lead.
-    configs: Vec<(RenditionId, TrackInfo)>,
-    queued: VecDeque<(RenditionId, Frame)>,
-    running: Option<Running>,
-    config_changes: u32,
-}
-
-impl Session {
-    fn lead(&self) -> Option<&RenditionId> {
-        self.configs
-            .iter()
-            .find(|(_, info)| info.kind == TrackKind::Video)
-            .map(|(r, _)| r)
-    }
-}
-
-#[derive(Debug)]
-struct Running {
-    wall_start: SystemTime,
-    /// The publisher's timestamp of the session's first frame.
-    start_dts: Timestamp,
-    /// One per rendition configured when the session started; the lead first.
-    tracks: Vec<RunningTrack>,
-    /// Presentation times (90 kHz, event timeline) where the lead cut segments that the audio
-    /// has not reached yet.
-    boundaries: VecDeque<u64>,
-    /// Audio frames later than the lead's newest frame: held until the lead has caught up, so
-    /// that no audio frame passes a cut the lead has not made yet (a transcoder's video comes
-    /// out later than its audio).
-    held_audio: VecDeque<(RenditionId, Frame)>,
-    /// Decode timestamp of the lead's newest frame, 90 kHz (publisher's timeline).
-    lead_dts: Option<i64>,
-}
-
-#[derive(Debug)]
-struct RunningTrack {
-    rendition: RenditionId,
-    segmenter: TrackSegmenter,
-    /// Decode time at the session start (the lead's first keyframe), track ticks.
-    base: u64,
-    segments: u64,
-    /// Whether the track's first sample has been placed relative to the session start.
-    anchored: bool,
-    /// Frames per second, measured on the track's first segment.
-    frame_rate: Option<f64>,
-    /// Presentation time of the segment being built (its first keyframe), track ticks.
-    segment_pts: Option<i64>,
+    /// How much longer than the lead's a sibling segment can be: one audio frame.
+    audio_margin: Duration,
+    stats: PackagerStats,
 }
 
 impl Packager {
     /// A packager for one event.
     pub fn new(config: PackagerConfig) -> Packager {
         Packager {
-            config,
-            next_msn: MediaSequence(0),
-            target_duration: None,
-            playlists: Vec::new(),
-            timeline_end: 0,
+            target: TargetDuration::new(config.target_duration_policy, config.target_duration),
+            publication: Publication::new(
+                config.window_segments.get(),
+                config.low_latency.then_some(config.part_target),
+            ),
+            next_msn: config.first_msn,
+            timeline_end: EventTime::default(),
             sessions_run: 0,
             session: None,
-            master: None,
+            audio_margin: Duration::ZERO,
+            stats: PackagerStats::default(),
+            config,
         }
+    }
+
+    /// What the packager corrected so far.
+    pub fn stats(&self) -> PackagerStats {
+        self.stats
+    }
+
+    /// `EXT-X-TARGETDURATION`, once chosen.
+    pub fn target_duration(&self) -> Option<Duration> {
+        self.target.get().map(Duration::from_secs)
     }
 
     /// A publisher was accepted: what follows belongs to session `id`. Ends any session still
     /// open.
     pub fn begin_session(&mut self, id: SessionId, now: SystemTime, out: &mut Vec<Artifact>) {
         self.end_session(now, out);
-        self.session = Some(Session {
-            id,
-            configs: Vec::new(),
-            queued: VecDeque::new(),
-            running: None,
-            config_changes: 0,
-        });
+        self.session = Some(Session::new(id));
     }
 
     /// The decoder configuration of `rendition` (an FLV sequence header, or an encoder's
@@ -227,34 +166,41 @@ impl Packager {
             return;
         };
         let slot = session.configs.iter().position(|(r, _)| *r == rendition);
-        if let Some(i) = slot {
-            if session.configs[i].1 == info {
-                return;
-            }
+        if slot.is_some_and(|i| session.configs[i].1 == info) {
+            return;
         }
         let running = session
             .running
             .as_ref()
             .is_some_and(|r| r.tracks.iter().any(|t| t.rendition == rendition));
-        if !running {
-            match slot {
-                Some(i) => session.configs[i].1 = info,
-                None => session.configs.push((rendition, info)),
-            }
+        if running {
+            tracing::warn!(%rendition, "codec configuration changed mid-session; continuing after a discontinuity");
+            self.restart(now, out);
+        }
+        let Some(session) = self.session.as_mut() else {
             return;
+        };
+        match slot {
+            Some(i) => session.configs[i].1 = info,
+            None => session.configs.push((rendition, info)),
         }
-        tracing::warn!(%rendition, "codec configuration changed mid-session; starting a new session");
-        let changes = session.config_changes + 1;
-        let mut configs = std::mem::take(&mut session.configs);
-        let id = SessionId::parse(&format!("{}x{changes}", session.id))
-            .unwrap_or_else(|| session.id.clone());
+    }
+
+    /// Ends the session and begins the next one with the same renditions, after a
+    /// discontinuity.
+    fn restart(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        let restarts = session.restarts + 1;
+        let configs = session.configs.clone();
+        let base = session.base.clone();
+        let id = SessionId::parse(&format!("{base}x{restarts}")).unwrap_or_else(|| base.clone());
         self.begin_session(id, now, out);
-        if let Some(i) = slot {
-            configs[i].1 = info;
-        }
         if let Some(s) = self.session.as_mut() {
-            s.config_changes = changes;
             s.configs = configs;
+            s.restarts = restarts;
+            s.base = base;
         }
     }
 
@@ -269,41 +215,56 @@ impl Packager {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if let Some(running) = session.running.as_mut() {
-            let has_video = running
-                .tracks
-                .first()
-                .is_some_and(|t| t.segmenter.info.kind == TrackKind::Video);
-            if frame.track == TrackKind::Audio && has_video {
-                if running.held_audio.len() == MAX_HELD_AUDIO {
-                    if let Some((r, f)) = running.held_audio.pop_front() {
-                        self.push(&r, f, now, out);
-                    }
+        let Some(running) = session.running.as_mut() else {
+            self.before_start(rendition, frame, now, out);
+            return;
+        };
+        let Some(index) = running
+            .tracks
+            .iter()
+            .position(|t| t.rendition == *rendition)
+        else {
+            return;
+        };
+        let lead_is_video = running.tracks[0].info.kind == TrackKind::Video;
+        if index > 0 && lead_is_video {
+            let pts = running.event_pts(index, &frame);
+            let held = &mut running.held[index];
+            if !held.is_empty() || running.lead_reach.is_none_or(|r| pts > r) {
+                let overflow = (held.len() == MAX_HELD_PER_TRACK).then(|| held.pop_front());
+                held.push_back(frame);
+                if let Some(Some(oldest)) = overflow {
+                    self.feed(index, oldest, now, out);
                 }
-                if let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) {
-                    running.held_audio.push_back((rendition.clone(), frame));
-                }
-                self.release_audio(now, out);
                 return;
             }
-            let lead = running
-                .tracks
-                .first()
-                .is_some_and(|t| t.rendition == *rendition);
-            self.push(rendition, frame, now, out);
-            if lead {
-                self.release_audio(now, out);
-            }
-            return;
         }
+        self.feed(index, frame, now, out);
+        if index == 0 {
+            self.release_held(false, now, out);
+        }
+    }
+
+    /// A frame of a session that has not started: the lead's first keyframe starts it;
+    /// other renditions' frames wait (bounded), and audio alone starts an audio-only session.
+    fn before_start(
+        &mut self,
+        rendition: &RenditionId,
+        frame: Frame,
+        now: SystemTime,
+        out: &mut Vec<Artifact>,
+    ) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if !session.configs.iter().any(|(r, _)| r == rendition) {
             return;
         }
-        let has_lead = session.lead().is_some();
-        if session.lead() == Some(rendition) {
+        let lead = session.lead().cloned();
+        if lead.as_ref() == Some(rendition) {
             if frame.keyframe {
-                self.start(frame.dts, now, out);
-                self.push(rendition, frame, now, out);
+                self.start(&frame, now, out);
+                self.feed(0, frame, now, out);
                 self.drain_queued(now, out);
             }
             return;
@@ -312,129 +273,17 @@ impl Packager {
             session.queued.pop_front();
         }
         session.queued.push_back((rendition.clone(), frame));
-        let audio_only = !has_lead
+        let audio_only = lead.is_none()
             && session.queued.len() >= AUDIO_ONLY_AFTER_FRAMES
             && session
                 .configs
                 .iter()
                 .all(|(_, i)| i.kind == TrackKind::Audio);
         if audio_only {
-            let first = session.queued[0].1.dts;
-            self.start(first, now, out);
+            let first = session.queued[0].1.clone();
+            self.start(&first, now, out);
             self.drain_queued(now, out);
         }
-    }
-
-    /// Pushes the held audio frames the lead has caught up with (all of them with `all`).
-    fn release_audio_until(&mut self, all: bool, now: SystemTime, out: &mut Vec<Artifact>) {
-        loop {
-            let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) else {
-                return;
-            };
-            let ready = running.held_audio.front().is_some_and(|(_, f)| {
-                all || running
-                    .lead_dts
-                    .is_some_and(|lead| f.dts.rescale(Timescale::MPEG_90K) <= lead)
-            });
-            if !ready {
-                return;
-            }
-            let Some((r, f)) = running.held_audio.pop_front() else {
-                return;
-            };
-            self.push(&r, f, now, out);
-        }
-    }
-
-    fn release_audio(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
-        self.release_audio_until(false, now, out);
-    }
-
-    /// The publisher left: each rendition's partial GOP becomes a short final segment, and
-    /// the playlists keep their window until the next session continues them.
-    pub fn end_session(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
-        self.release_audio_until(true, now, out);
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        let Some(running) = session.running.as_mut() else {
-            self.session = None;
-            return;
-        };
-        let mut closed_segments = Vec::new();
-        for track in &mut running.tracks {
-            let closed = track.segmenter.finish();
-            let end = Timestamp::new(
-                track.segmenter.next_decode_time() as i64,
-                track.segmenter.timescale,
-            )
-            .rescale(Timescale::MPEG_90K);
-            self.timeline_end = self.timeline_end.max(end.max(0) as u64);
-            self.next_msn = self.next_msn.max(track.segmenter.segment_msn());
-            if let Some(closed) = closed {
-                let facts = SegmentFacts::of(&session.id, running.wall_start, track);
-                closed_segments.push((facts, closed));
-            }
-        }
-        // Published while the session is still current, so the master playlist can use it.
-        for (facts, closed) in closed_segments {
-            self.publish(facts, closed, now, out);
-        }
-        self.session = None;
-    }
-
-    fn start(&mut self, start_dts: Timestamp, now: SystemTime, out: &mut Vec<Artifact>) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        self.sessions_run += 1;
-        let part_secs = self.config.part_target.as_secs_f64();
-        let (base_90k, msn) = (self.timeline_end, self.next_msn);
-        let lead = session.lead().cloned();
-        let mut tracks: Vec<RunningTrack> = session
-            .configs
-            .iter()
-            .map(|(rendition, info)| {
-                let base = Timestamp::new(base_90k as i64, Timescale::MPEG_90K)
-                    .rescale(info.codec.timescale())
-                    .max(0) as u64;
-                RunningTrack {
-                    rendition: rendition.clone(),
-                    segmenter: TrackSegmenter::new(info.clone(), base, msn, part_secs),
-                    base,
-                    segments: 0,
-                    anchored: Some(rendition) == lead.as_ref(),
-                    frame_rate: None,
-                    segment_pts: None,
-                }
-            })
-            .collect();
-        tracks.sort_by_key(|t| !t.anchored);
-        for track in &tracks {
-            if !self
-                .playlists
-                .iter()
-                .any(|p| p.rendition() == &track.rendition)
-            {
-                let window = self.config.window_segments.get();
-                self.playlists
-                    .push(MediaPlaylist::new(track.rendition.clone(), window));
-            }
-            out.push(Artifact::InitSegment {
-                rendition: track.rendition.clone(),
-                session: session.id.clone(),
-                data: fmp4::init_segment(&track.segmenter.info),
-            });
-        }
-        tracing::info!(session = %session.id, renditions = tracks.len(), msn = msn.0, "packaging started");
-        session.running = Some(Running {
-            wall_start: now,
-            start_dts,
-            tracks,
-            boundaries: VecDeque::new(),
-            held_audio: VecDeque::new(),
-            lead_dts: None,
-        });
     }
 
     fn drain_queued(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
@@ -447,285 +296,169 @@ impl Packager {
         }
     }
 
-    fn push(
-        &mut self,
-        rendition: &RenditionId,
-        frame: Frame,
-        now: SystemTime,
-        out: &mut Vec<Artifact>,
-    ) {
-        let target = self.config.target_duration;
-        let part_secs = self.config.part_target.as_secs_f64();
+    /// Places the held frames the lead has caught up with (all of them with `all`).
+    fn release_held(&mut self, all: bool, now: SystemTime, out: &mut Vec<Artifact>) {
+        let tracks = self
+            .session
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .map_or(0, |r| r.tracks.len());
+        for index in 1..tracks {
+            loop {
+                let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) else {
+                    return;
+                };
+                let ready = running.held[index].front().is_some_and(|f| {
+                    all || running
+                        .lead_reach
+                        .is_some_and(|reach| running.event_pts(index, f) <= reach)
+                });
+                if !ready {
+                    break;
+                }
+                let Some(frame) = running.held[index].pop_front() else {
+                    break;
+                };
+                self.feed(index, frame, now, out);
+            }
+        }
+    }
+
+    fn start(&mut self, first: &Frame, now: SystemTime, out: &mut Vec<Artifact>) {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let Some(running) = session.running.as_mut() else {
-            return;
-        };
-        let has_video = running
-            .tracks
+        self.sessions_run += 1;
+        let origin = self.timeline_end;
+        let lead = session.lead().cloned();
+        let mut tracks: Vec<RunningTrack> = session
+            .configs
             .iter()
-            .any(|t| t.segmenter.info.kind == TrackKind::Video);
-        let start_dts = running.start_dts;
-        let Some(index) = running
-            .tracks
+            .map(|(r, info)| RunningTrack::new(r.clone(), info.clone(), origin))
+            .collect();
+        tracks.sort_by_key(|t| Some(&t.rendition) != lead.as_ref());
+        self.audio_margin = tracks
             .iter()
-            .position(|t| t.rendition == *rendition)
-        else {
-            return;
-        };
-        if index == 0 && running.tracks[0].segmenter.info.kind == TrackKind::Video {
-            let dts = frame.dts.rescale(Timescale::MPEG_90K);
-            running.lead_dts = Some(running.lead_dts.map_or(dts, |d| d.max(dts)));
-        }
-        let track = &mut running.tracks[index];
-        let kind = track.segmenter.info.kind;
-        let ts = track.segmenter.timescale;
-        if !track.anchored {
-            // A track other than the lead starts where its first frame lies relative to the
-            // lead's first keyframe, so that renditions and A/V stay in sync. Frames before
-            // it (and, for video, before the track's first keyframe) are dropped.
-            let offset = frame.dts.rescale(ts) - start_dts.rescale(ts);
-            if offset < 0 && kind == TrackKind::Audio || kind == TrackKind::Video && !frame.keyframe
-            {
-                return;
-            }
-            if offset < 0 {
-                tracing::warn!(%rendition, offset_ticks = offset, "rendition starts before the lead; aligned to it");
-            }
-            let start = track.base + offset.max(0) as u64;
-            track.segmenter = TrackSegmenter::new(
-                track.segmenter.info.clone(),
-                start,
-                track.segmenter.segment_msn(),
-                part_secs,
-            );
-            track.anchored = true;
-        }
-        let composition = frame.composition_offset;
-        let frame_ts = frame.dts.timescale;
-        let closed = match kind {
-            TrackKind::Video => {
-                // Cut on presentation time: keyframes forced at regular presentation times
-                // can sit at irregular decode times (the encoder's reordering delay varies
-                // with the frames around them).
-                let target_ticks = (target.as_secs_f64() * f64::from(ts.get())) as i64;
-                let cto = Timestamp::new(composition, frame_ts).rescale(ts);
-                let start = *track
-                    .segment_pts
-                    .get_or_insert(track.segmenter.next_decode_time() as i64 + cto);
-                let mut cut_at = None;
-                let closed = track.segmenter.push(frame, |at, keyframe| {
-                    let pts = at as i64 + cto;
-                    let cut = keyframe && pts - start >= target_ticks;
-                    if cut {
-                        cut_at = Some(pts);
-                    }
-                    cut
-                });
-                if let Some(pts) = cut_at {
-                    track.segment_pts = Some(pts);
-                }
-                closed
-            }
-            TrackKind::Audio => {
-                let boundary = if has_video {
-                    running.boundaries.front().map(|b| {
-                        Timestamp::new(*b as i64, Timescale::MPEG_90K)
-                            .rescale(ts)
-                            .max(0) as u64
-                    })
-                } else {
-                    let segment_start =
-                        track.segmenter.next_decode_time() - track.segmenter.segment_duration();
-                    Some(segment_start + (target.as_secs_f64() * f64::from(ts.get())) as u64)
-                };
-                track
-                    .segmenter
-                    .push(frame, |at, _| boundary.is_some_and(|b| at >= b))
-            }
-        };
-        let Some(closed) = closed else { return };
-        match kind {
-            TrackKind::Video if index == 0 => {
-                // The lead's cut, as a presentation time: the keyframe that starts the next
-                // segment decodes at the end of this one and shows `composition` later.
-                let end = Timestamp::new((closed.start + closed.duration) as i64, ts)
-                    .rescale(Timescale::MPEG_90K)
-                    + Timestamp::new(composition, frame_ts).rescale(Timescale::MPEG_90K);
-                running.boundaries.push_back(end.max(0) as u64);
-            }
-            TrackKind::Audio if has_video => {
-                running.boundaries.pop_front();
-            }
-            _ => {}
-        }
-        let track = &mut running.tracks[index];
-        if track.frame_rate.is_none() && kind == TrackKind::Video {
-            track.frame_rate = closed.sample_rate;
-        }
-        let facts = SegmentFacts::of(&session.id, running.wall_start, track);
-        self.publish(facts, closed, now, out);
-    }
-
-    /// Emits a closed segment, then the playlists that now list it.
-    fn publish(
-        &mut self,
-        facts: SegmentFacts,
-        closed: ClosedSegment,
-        now: SystemTime,
-        out: &mut Vec<Artifact>,
-    ) {
-        let ts = f64::from(facts.timescale.get());
-        let duration = Duration::from_secs_f64(closed.duration as f64 / ts);
-        let since_start =
-            Duration::from_secs_f64(closed.start.saturating_sub(facts.base) as f64 / ts);
-        let rounded = duration.as_secs_f64().round() as u64;
-        let mut regrown = false;
-        let target_duration = match self.target_duration {
-            None => {
-                // Chosen once, from the configured target and the first GOP; ceil leaves room
-                // for the audio segment, which ends up to one audio frame later.
-                let td = self
-                    .config
-                    .target_duration
-                    .as_secs_f64()
-                    .ceil()
-                    .max(duration.as_secs_f64().ceil()) as u64;
-                self.target_duration = Some(td.max(1));
-                td.max(1)
-            }
-            Some(td) if rounded > td => {
-                tracing::warn!(
-                    previous = td,
-                    now = rounded,
-                    "the source's GOP grew: EXT-X-TARGETDURATION grows"
-                );
-                self.target_duration = Some(rounded);
-                regrown = true;
-                rounded
-            }
-            Some(td) => td,
-        };
-        out.push(Artifact::Segment {
-            rendition: facts.rendition.clone(),
-            session: facts.session.clone(),
-            msn: closed.msn,
-            data: closed.data.clone(),
-        });
-        let entry = SegmentEntry {
-            msn: closed.msn,
-            session: facts.session.clone(),
-            duration,
-            program_date_time: facts.wall_start + since_start,
-            discontinuity: facts.first_of_session && self.sessions_run > 1,
-            bytes: closed.data.len(),
-        };
-        let target = Duration::from_secs(target_duration);
-        let Some(playlist) = self
-            .playlists
-            .iter_mut()
-            .find(|p| p.rendition() == &facts.rendition)
-        else {
-            return;
-        };
-        let expired = playlist.push(entry, target, now);
-        out.push(Artifact::MediaPlaylist {
-            rendition: facts.rendition.clone(),
-            data: playlist.render(target_duration),
-        });
-        if regrown {
-            for other in &self.playlists {
-                if other.rendition() != &facts.rendition && !other.is_empty() {
-                    out.push(Artifact::MediaPlaylist {
-                        rendition: other.rendition().clone(),
-                        data: other.render(target_duration),
-                    });
-                }
-            }
-        }
-        for e in expired {
-            let (session, msn) = match e {
-                Expiry::Segment(s, m) => (s, Some(m)),
-                Expiry::Init(s) => (s, None),
-            };
-            out.push(Artifact::Expired {
-                rendition: facts.rendition.clone(),
-                session,
-                msn,
+            .filter(|t| t.info.kind == TrackKind::Audio)
+            .map(|t| track_duration(u64::from(AAC_SAMPLES_PER_FRAME), t.timescale))
+            .max()
+            .unwrap_or_default();
+        let cto = Timestamp::new(first.composition_offset, first.dts.timescale);
+        let at =
+            EventTime::from_ticks(origin.ticks() + cto.rescale(crate::timeline::EVENT_TIMESCALE));
+        for t in &tracks {
+            self.publication.playlist(&t.rendition);
+            out.push(Artifact::InitSegment {
+                rendition: t.rendition.clone(),
+                session: session.id.clone(),
+                data: fmp4::init_segment(&t.info),
             });
         }
-        if let Some(data) = self.master_playlist() {
-            if self.master.as_ref() != Some(&data) {
-                self.master = Some(data.clone());
-                out.push(Artifact::MasterPlaylist { data });
+        tracing::info!(session = %session.id, renditions = tracks.len(), msn = self.next_msn.0, "packaging started");
+        session.running = Some(Running {
+            start_dts: first.dts,
+            first_msn: self.next_msn,
+            plan: CutPlan::new(self.next_msn, at, now),
+            held: tracks.iter().map(|_| VecDeque::new()).collect(),
+            tracks,
+            lead_reach: None,
+            lead_last: None,
+            part_target: self.config.part_target,
+        });
+    }
+
+    /// Places one frame on its track and publishes what that completed.
+    fn feed(&mut self, index: usize, frame: Frame, now: SystemTime, out: &mut Vec<Artifact>) {
+        let rules = CutRules {
+            target: self.config.target_duration,
+            limit: self.target.segment_limit(self.audio_margin),
+        };
+        let Some(running) = self.session.as_mut().and_then(|s| s.running.as_mut()) else {
+            return;
+        };
+        let rendition = running.tracks[index].rendition.clone();
+        match running.place(index, frame.clone(), rules) {
+            Placement::Placed(placed) => self.placed(index, placed, now, out),
+            Placement::Dropped(Unused::AudioOverlap) => self.stats.audio_frames_dropped += 1,
+            Placement::Dropped(_) => {}
+            Placement::Jump => {
+                self.stats.timestamp_jumps += 1;
+                tracing::warn!(%rendition, "publisher timestamps jumped; continuing after a discontinuity");
+                self.restart(now, out);
+                self.frame(&rendition, frame, now, out);
             }
         }
     }
 
-    fn playlist(&self, rendition: &RenditionId) -> Option<&MediaPlaylist> {
-        self.playlists.iter().find(|p| p.rendition() == rendition)
-    }
-
-    /// The master playlist of the current session, once every one of its renditions lists a
-    /// segment: one variant stream per video rendition, ordered by bandwidth, sharing the
-    /// audio rendition as a group (RFC 8216 §4.3.4.1.1), or one audio-only variant.
-    fn master_playlist(&self) -> Option<Bytes> {
-        let running = self.session.as_ref()?.running.as_ref()?;
-        let mut audio = None;
-        let mut videos = Vec::new();
-        for track in &running.tracks {
-            let playlist = self.playlist(&track.rendition)?;
-            if playlist.is_empty() {
-                return None;
-            }
-            let bandwidth = playlist.peak_bps.max(playlist.average_bps());
-            match &track.segmenter.info.codec {
-                CodecConfig::Aac(aac) => {
-                    audio.get_or_insert(AudioGroup {
-                        rendition: track.rendition.clone(),
-                        channels: aac.channels.max(1),
-                        codecs: track.segmenter.info.codec.codec_string(),
-                        bandwidth,
-                        average_bandwidth: playlist.average_bps(),
-                    });
-                }
-                CodecConfig::H264(avc) => videos.push(VariantInfo {
-                    bandwidth,
-                    average_bandwidth: playlist.average_bps(),
-                    codecs: track.segmenter.info.codec.codec_string(),
-                    resolution: Some((avc.width, avc.height)),
-                    frame_rate: track.frame_rate.or(avc.frame_rate),
-                    rendition: track.rendition.clone(),
-                }),
+    fn placed(&mut self, index: usize, placed: Placed, now: SystemTime, out: &mut Vec<Artifact>) {
+        if placed.resynced {
+            self.stats.audio_resyncs += 1;
+            if self.stats.audio_resyncs.is_power_of_two() {
+                tracing::warn!(
+                    resyncs = self.stats.audio_resyncs,
+                    "audio timestamps skipped ahead (lost frames); audio resynced to them"
+                );
             }
         }
-        videos.sort_by_key(|v| v.bandwidth);
-        Some(render_master(&videos, audio.as_ref()))
-    }
-}
-
-/// What the playlist needs to know about the track a segment came from.
-#[derive(Debug)]
-struct SegmentFacts {
-    session: SessionId,
-    wall_start: SystemTime,
-    rendition: RenditionId,
-    timescale: Timescale,
-    base: u64,
-    first_of_session: bool,
-}
-
-impl SegmentFacts {
-    fn of(session: &SessionId, wall_start: SystemTime, track: &mut RunningTrack) -> SegmentFacts {
-        track.segments += 1;
-        SegmentFacts {
-            session: session.clone(),
-            wall_start,
-            rendition: track.rendition.clone(),
-            timescale: track.segmenter.timescale,
-            base: track.base,
-            first_of_session: track.segments == 1,
+        if placed.cut == Some(LeadCut::Split) {
+            self.stats.segments_split += 1;
+            tracing::warn!(
+                target_duration_s = self.target.get(),
+                "the source's GOP is longer than the target duration allows; segment split before a non-keyframe"
+            );
         }
+        self.publish(index, placed.closed, now, out);
+        for gap in placed.gaps {
+            self.publish_gap(index, gap, None, now, out);
+        }
+        self.trim_plan(now, out);
+    }
+
+    /// The publisher left: everything held is placed, every track's last segment is closed
+    /// (a short final segment), renditions that ended early list gaps up to the lead's last
+    /// segment, and nothing is hinted any more.
+    pub fn end_session(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        if self.session.as_ref().is_some_and(|s| s.running.is_some()) {
+            self.release_held(true, now, out);
+            let tracks = self
+                .session
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .map_or(0, |r| r.tracks.len());
+            for i in 0..tracks {
+                self.finish_track(i, now, out);
+            }
+            self.fill_to_lead(now, out);
+            if let Some(running) = self.session.as_ref().and_then(|s| s.running.as_ref()) {
+                let lead = &running.tracks[0].rendition;
+                let last = self.publication.last_msn(lead).unwrap_or(running.first_msn);
+                self.next_msn = self.next_msn.max(last.next());
+            }
+            self.publication.end_session(self.target.get(), out);
+        }
+        self.session = None;
     }
 }
+
+fn running_has(session: Option<&Session>, rendition: &RenditionId) -> bool {
+    session
+        .and_then(|s| s.running.as_ref())
+        .is_some_and(|r| r.tracks.iter().any(|t| &t.rendition == rendition))
+}
+
+fn gap_entry(head: SegmentHead, duration: Duration) -> SegmentEntry {
+    SegmentEntry {
+        head,
+        duration,
+        bytes: 0,
+        independent: true,
+        gap: true,
+        parts: Vec::new(),
+    }
+}
+
+mod emit;
+
+#[cfg(test)]
+#[path = "packager_tests.rs"]
+mod tests;

@@ -1,42 +1,82 @@
-//! Media and master playlist state and rendering (RFC 8216, draft-pantos-hls-rfc8216bis).
+//! One rendition's live media playlist: the sliding window of segments, the parts of the live
+//! edge, what leaves it and when its objects may go, and its rendering (RFC 8216 §4.3.3,
+//! RFC 8216bis §4.4.3-4.4.5, §6.2.2).
 
 use std::collections::VecDeque;
-use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use crate::{MediaSequence, PartIndex, RenditionId, SessionId};
 
-use crate::{MediaSequence, RenditionId, SessionId};
+/// Parts stay listed while their segment ends within this many target durations of the live
+/// edge, and stay fetchable as long again after (RFC 8216bis §6.2.2).
+const PART_TARGET_DURATIONS: u32 = 3;
 
-/// `EXT-X-VERSION` of weir's playlists: `EXT-X-MAP` in a playlist that is not I-frame only
-/// needs version 6 (RFC 8216 §7).
-const VERSION: u32 = 6;
+/// One part as listed (`EXT-X-PART`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PartEntry {
+    pub(crate) duration: Duration,
+    pub(crate) independent: bool,
+}
+
+/// What a segment's playlist lines say besides its parts.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentHead {
+    pub(crate) msn: MediaSequence,
+    /// The session in the segment's URI.
+    pub(crate) session: SessionId,
+    /// The session whose init segment decodes it (its `EXT-X-MAP`).
+    pub(crate) init: SessionId,
+    pub(crate) program_date_time: SystemTime,
+    /// Whether `EXT-X-DISCONTINUITY` precedes it (the first segment of a later session).
+    pub(crate) discontinuity: bool,
+}
 
 /// One segment as listed in a media playlist.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentEntry {
-    pub(crate) msn: MediaSequence,
-    pub(crate) session: SessionId,
+    pub(crate) head: SegmentHead,
     pub(crate) duration: Duration,
-    pub(crate) program_date_time: SystemTime,
-    /// Whether `EXT-X-DISCONTINUITY` precedes this segment (first segment of a later session).
-    pub(crate) discontinuity: bool,
     pub(crate) bytes: usize,
-}
-
-/// A segment that has left the playlist and may be deleted at `deadline`.
-#[derive(Clone, Debug)]
-struct Removed {
-    deadline: SystemTime,
-    session: SessionId,
-    msn: MediaSequence,
+    /// Whether it starts with a sync sample.
+    pub(crate) independent: bool,
+    /// `EXT-X-GAP`: the rendition has no media for this span (RFC 8216bis §6.2.1).
+    pub(crate) gap: bool,
+    /// Its parts, while they are listed.
+    pub(crate) parts: Vec<PartEntry>,
 }
 
 /// What left the live window for good: the store may drop it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    Segment(SessionId, MediaSequence),
-    Init(SessionId),
+pub enum Expired {
+    /// The session's init segment.
+    Init,
+    /// A segment.
+    Segment(MediaSequence),
+    /// The parts `0..count` of a segment.
+    Parts {
+        /// Their segment.
+        msn: MediaSequence,
+        /// How many there are.
+        count: u32,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Removal {
+    deadline: SystemTime,
+    session: SessionId,
+    what: Expired,
+}
+
+/// A part of one rendition: what a preload hint or a rendition report names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartRef {
+    /// The publisher session (URI component).
+    pub session: SessionId,
+    /// The parent segment.
+    pub msn: MediaSequence,
+    /// The part's index in it.
+    pub part: PartIndex,
 }
 
 /// The sliding window of one rendition's live media playlist.
@@ -45,7 +85,10 @@ pub(crate) struct MediaPlaylist {
     rendition: RenditionId,
     window: usize,
     segments: VecDeque<SegmentEntry>,
-    removed: VecDeque<Removed>,
+    /// The segment being built: its head and the parts published so far.
+    open: Option<(SegmentHead, Vec<PartEntry>)>,
+    hint: Option<PartRef>,
+    removed: Vec<Removal>,
     discontinuity_sequence: u64,
     /// Highest bit rate of a segment of at least half a target duration, bits/s.
     pub(crate) peak_bps: u64,
@@ -59,7 +102,9 @@ impl MediaPlaylist {
             rendition,
             window,
             segments: VecDeque::new(),
-            removed: VecDeque::new(),
+            open: None,
+            hint: None,
+            removed: Vec::new(),
             discontinuity_sequence: 0,
             peak_bps: 0,
             total_bits: 0,
@@ -67,59 +112,203 @@ impl MediaPlaylist {
         }
     }
 
+    pub(crate) fn rendition(&self) -> &RenditionId {
+        &self.rendition
+    }
+
+    /// Whether it lists no complete segment yet.
     pub(crate) fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }
 
-    /// Appends a segment and slides the window. Segments that leave it stay available for
-    /// their duration plus the playlist's duration (RFC 8216 §6.2.2); what has passed that
-    /// deadline by `now` is returned.
-    pub(crate) fn push(
-        &mut self,
-        entry: SegmentEntry,
-        target_duration: Duration,
-        now: SystemTime,
-    ) -> Vec<Expiry> {
-        let bits = entry.bytes as u64 * 8;
-        self.total_bits += bits;
-        self.total_duration += entry.duration;
-        if entry.duration >= target_duration / 2 {
-            let bps = (bits as f64 / entry.duration.as_secs_f64()).ceil() as u64;
-            self.peak_bps = self.peak_bps.max(bps);
-        }
-        self.segments.push_back(entry);
-        while self.segments.len() > self.window {
-            let Some(gone) = self.segments.pop_front() else {
-                break;
-            };
-            // The sequence counts the discontinuity tags that have left (RFC 8216 §4.3.3.3).
-            if gone.discontinuity {
-                self.discontinuity_sequence += 1;
+    /// The newest listed segment's media sequence number.
+    pub(crate) fn last_msn(&self) -> Option<MediaSequence> {
+        self.segments.back().map(|s| s.head.msn)
+    }
+
+    /// The session of the newest init segment the playlist refers to.
+    pub(crate) fn last_init(&self) -> Option<&SessionId> {
+        self.open
+            .as_ref()
+            .map(|(h, _)| &h.init)
+            .or(self.segments.back().map(|s| &s.head.init))
+    }
+
+    /// The last listed part, as (msn, part), or the last segment when no part is listed.
+    pub(crate) fn last_position(&self) -> Option<(MediaSequence, Option<PartIndex>)> {
+        if let Some((head, parts)) = &self.open {
+            if !parts.is_empty() {
+                return Some((head.msn, Some(PartIndex(parts.len() as u32 - 1))));
             }
-            let playlist: Duration = self.segments.iter().map(|s| s.duration).sum();
-            self.removed.push_back(Removed {
-                deadline: now + gone.duration + playlist,
-                session: gone.session,
-                msn: gone.msn,
+        }
+        let last = self.segments.back()?;
+        let part = (!last.parts.is_empty()).then(|| PartIndex(last.parts.len() as u32 - 1));
+        Some((last.head.msn, part))
+    }
+
+    /// The part `EXT-X-PRELOAD-HINT` names, if any.
+    pub(crate) fn hint(&self) -> Option<&PartRef> {
+        self.hint.as_ref()
+    }
+
+    /// A part of the segment `head` was published.
+    pub(crate) fn part(&mut self, head: SegmentHead, part: PartEntry) {
+        let open = match &mut self.open {
+            Some((h, parts)) if h.msn == head.msn => parts,
+            slot => &mut slot.insert((head, Vec::new())).1,
+        };
+        open.push(part);
+        if let Some((h, parts)) = &self.open {
+            self.hint = Some(PartRef {
+                session: h.session.clone(),
+                msn: h.msn,
+                part: PartIndex(parts.len() as u32),
             });
         }
+    }
+
+    /// Appends a complete segment (with the parts published for it) and slides the window.
+    /// Segments that leave it stay available for their duration plus the playlist's
+    /// (RFC 8216bis §6.2.2); parts that are no longer listed, for three target durations.
+    /// What has passed its deadline by `now` is returned.
+    pub(crate) fn push(
+        &mut self,
+        mut entry: SegmentEntry,
+        target_duration: Duration,
+        now: SystemTime,
+    ) -> Vec<(SessionId, Expired)> {
+        if let Some((head, parts)) = self.open.take() {
+            if head.msn > entry.head.msn {
+                self.open = Some((head, parts));
+            } else if head.msn == entry.head.msn && !entry.gap {
+                entry.parts = parts;
+            } else if !parts.is_empty() {
+                self.removed.push(Removal {
+                    deadline: now + target_duration * PART_TARGET_DURATIONS,
+                    session: head.session,
+                    what: Expired::Parts {
+                        msn: head.msn,
+                        count: parts.len() as u32,
+                    },
+                });
+            }
+        }
+        if !entry.gap {
+            let bits = entry.bytes as u64 * 8;
+            self.total_bits += bits;
+            self.total_duration += entry.duration;
+            if entry.duration >= target_duration / 2 && !entry.duration.is_zero() {
+                let bps = (bits as f64 / entry.duration.as_secs_f64()).ceil() as u64;
+                self.peak_bps = self.peak_bps.max(bps);
+            }
+        }
+        if self.open.is_none() {
+            self.hint = (!entry.gap).then(|| PartRef {
+                session: entry.head.session.clone(),
+                msn: entry.head.msn.next(),
+                part: PartIndex(0),
+            });
+        }
+        self.segments.push_back(entry);
+        self.slide(target_duration, now);
         self.expire(now)
     }
 
-    fn expire(&mut self, now: SystemTime) -> Vec<Expiry> {
-        let mut out = Vec::new();
-        while self.removed.front().is_some_and(|r| r.deadline <= now) {
-            let Some(r) = self.removed.pop_front() else {
+    /// The session ended: nothing more is coming, so nothing is hinted.
+    pub(crate) fn end_session(&mut self) {
+        self.hint = None;
+    }
+
+    fn slide(&mut self, target_duration: Duration, now: SystemTime) {
+        let min_duration = target_duration * 3;
+        loop {
+            let total: Duration = self.segments.iter().map(|s| s.duration).sum();
+            let Some(front) = self.segments.front() else {
                 break;
             };
-            let still_used = self.segments.iter().any(|s| s.session == r.session)
-                || self.removed.iter().any(|o| o.session == r.session);
-            out.push(Expiry::Segment(r.session.clone(), r.msn));
-            if !still_used {
-                out.push(Expiry::Init(r.session));
+            // Never shorter than three target durations (RFC 8216bis §6.2.2).
+            if self.segments.len() <= self.window || total - front.duration < min_duration {
+                break;
+            }
+            let Some(gone) = self.segments.pop_front() else {
+                break;
+            };
+            // The sequence counts the discontinuity tags that have left (§4.4.3.3).
+            if gone.head.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            let playlist = total - gone.duration;
+            if !gone.gap {
+                self.removed.push(Removal {
+                    deadline: now + gone.duration + playlist,
+                    session: gone.head.session.clone(),
+                    what: Expired::Segment(gone.head.msn),
+                });
+            }
+            if !gone.parts.is_empty() {
+                self.removed.push(Removal {
+                    deadline: now + target_duration * PART_TARGET_DURATIONS,
+                    session: gone.head.session,
+                    what: Expired::Parts {
+                        msn: gone.head.msn,
+                        count: gone.parts.len() as u32,
+                    },
+                });
             }
         }
+        // Parts are listed for the segments that end within three target durations of the
+        // live edge (the end of the newest part).
+        let horizon = target_duration * PART_TARGET_DURATIONS;
+        let mut from_end = self.open.as_ref().map_or(Duration::ZERO, |(_, parts)| {
+            parts.iter().map(|p| p.duration).sum()
+        });
+        for s in self.segments.iter_mut().rev() {
+            if from_end > horizon && !s.parts.is_empty() {
+                self.removed.push(Removal {
+                    deadline: now + horizon,
+                    session: s.head.session.clone(),
+                    what: Expired::Parts {
+                        msn: s.head.msn,
+                        count: s.parts.len() as u32,
+                    },
+                });
+                s.parts.clear();
+            }
+            from_end += s.duration;
+        }
+    }
+
+    fn expire(&mut self, now: SystemTime) -> Vec<(SessionId, Expired)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.removed.len() {
+            if self.removed[i].deadline <= now {
+                let r = self.removed.swap_remove(i);
+                out.push((r.session, r.what));
+            } else {
+                i += 1;
+            }
+        }
+        let mut gone_inits: Vec<SessionId> = Vec::new();
+        for (session, what) in &out {
+            if matches!(what, Expired::Segment(_))
+                && !gone_inits.contains(session)
+                && !self.uses_init(session)
+            {
+                gone_inits.push(session.clone());
+            }
+        }
+        out.extend(gone_inits.into_iter().map(|s| (s, Expired::Init)));
         out
+    }
+
+    fn uses_init(&self, session: &SessionId) -> bool {
+        self.segments.iter().any(|s| &s.head.init == session)
+            || self.open.as_ref().is_some_and(|(h, _)| &h.init == session)
+            || self
+                .removed
+                .iter()
+                .any(|r| &r.session == session && matches!(r.what, Expired::Segment(_)))
     }
 
     /// Average bit rate over everything this playlist listed, bits/s.
@@ -131,176 +320,12 @@ impl MediaPlaylist {
             0
         }
     }
-
-    /// Renders the live media playlist with `EXT-X-TARGETDURATION:target_duration_secs`.
-    pub(crate) fn render(&self, target_duration_secs: u64) -> Bytes {
-        let mut out = String::with_capacity(256 + self.segments.len() * 120);
-        let first = self.segments.front().map_or(0, |s| s.msn.0);
-        let _ = write!(
-            out,
-            "#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-TARGETDURATION:{target_duration_secs}\n\
-             #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n\
-             #EXT-X-INDEPENDENT-SEGMENTS\n",
-            self.discontinuity_sequence
-        );
-        let mut map: Option<&SessionId> = None;
-        for s in &self.segments {
-            if s.discontinuity {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if map != Some(&s.session) {
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", s.session);
-                map = Some(&s.session);
-            }
-            let pdt = humantime::format_rfc3339_millis(s.program_date_time);
-            let _ = write!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{pdt}\n#EXTINF:{:.3},\n{}/{}.m4s\n",
-                s.duration.as_secs_f64(),
-                s.session,
-                s.msn
-            );
-        }
-        Bytes::from(out)
-    }
-
-    pub(crate) fn rendition(&self) -> &RenditionId {
-        &self.rendition
-    }
-
-    #[cfg(test)]
-    pub(crate) fn session_of_newest(&self) -> Option<&SessionId> {
-        self.segments.back().map(|s| &s.session)
-    }
 }
 
-/// What the master playlist says about one variant stream (RFC 8216 §4.3.4.2): a video
-/// rendition, whose numbers the audio group's are added to.
-#[derive(Clone, Debug)]
-pub(crate) struct VariantInfo {
-    /// Peak segment bit rate, bits/s.
-    pub(crate) bandwidth: u64,
-    /// Average bit rate, bits/s.
-    pub(crate) average_bandwidth: u64,
-    /// The video codec's RFC 6381 string.
-    pub(crate) codecs: String,
-    pub(crate) resolution: Option<(u32, u32)>,
-    pub(crate) frame_rate: Option<f64>,
-    pub(crate) rendition: RenditionId,
-}
+mod render;
 
-/// The audio rendition every variant stream shares.
-#[derive(Clone, Debug)]
-pub(crate) struct AudioGroup {
-    pub(crate) rendition: RenditionId,
-    pub(crate) channels: u8,
-    pub(crate) codecs: String,
-    pub(crate) bandwidth: u64,
-    pub(crate) average_bandwidth: u64,
-}
-
-/// Renders the master playlist: one `EXT-X-STREAM-INF` per video rendition, in the order
-/// given, with the audio as an `EXT-X-MEDIA TYPE=AUDIO` group (RFC 8216 §4.3.4.1) whose bit
-/// rate is included in each variant's `BANDWIDTH` (§4.3.4.2); or, with no video, the audio
-/// rendition as the only variant stream.
-pub(crate) fn render_master(videos: &[VariantInfo], audio: Option<&AudioGroup>) -> Bytes {
-    let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    if videos.is_empty() {
-        if let Some(a) = audio {
-            let _ = write!(
-                out,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}/index.m3u8\n",
-                a.bandwidth, a.average_bandwidth, a.codecs, a.rendition
-            );
-        }
-        return Bytes::from(out);
-    }
-    if let Some(a) = audio {
-        let _ = writeln!(
-            out,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,\
-             CHANNELS=\"{}\",URI=\"{}/index.m3u8\"",
-            a.channels, a.rendition
-        );
-    }
-    for v in videos {
-        let (bandwidth, average, codecs) = match audio {
-            Some(a) => (
-                v.bandwidth + a.bandwidth,
-                v.average_bandwidth + a.average_bandwidth,
-                format!("{},{}", v.codecs, a.codecs),
-            ),
-            None => (v.bandwidth, v.average_bandwidth, v.codecs.clone()),
-        };
-        let _ = write!(
-            out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},CODECS=\"{codecs}\""
-        );
-        if let Some((w, h)) = v.resolution {
-            let _ = write!(out, ",RESOLUTION={w}x{h}");
-        }
-        if let Some(fps) = v.frame_rate {
-            let _ = write!(out, ",FRAME-RATE={fps:.3}");
-        }
-        if audio.is_some() {
-            out.push_str(",AUDIO=\"audio\"");
-        }
-        let _ = writeln!(out, "\n{}/index.m3u8", v.rendition);
-    }
-    Bytes::from(out)
-}
+pub(crate) use render::RenderContext;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(msn: u64, session: &str, secs: f64, discontinuity: bool) -> SegmentEntry {
-        SegmentEntry {
-            msn: MediaSequence(msn),
-            session: SessionId::parse(session).unwrap(),
-            duration: Duration::from_secs_f64(secs),
-            program_date_time: SystemTime::UNIX_EPOCH
-                + Duration::from_secs(1_000_000_000 + msn * 2),
-            discontinuity,
-            bytes: 250_000,
-        }
-    }
-
-    #[test]
-    fn window_slides_and_counts_discontinuities() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        let td = Duration::from_secs(2);
-        let mut p = MediaPlaylist::new(RenditionId::SOURCE, 3);
-        for msn in 0..3 {
-            assert!(p.push(entry(msn, "a", 2.0, false), td, t0).is_empty());
-        }
-        p.push(entry(3, "b", 2.0, true), td, t0);
-        p.push(entry(4, "b", 2.0, false), td, t0);
-        let text = String::from_utf8(p.render(2).to_vec()).unwrap();
-        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
-        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
-        assert!(text.contains("#EXT-X-MAP:URI=\"a/init.mp4\"\n"));
-        assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"b/init.mp4\"\n"));
-        assert!(text.contains("#EXTINF:2.000,\na/2.m4s\n"));
-        assert_eq!(p.session_of_newest().unwrap().as_str(), "b");
-        // Removed segments live for their duration plus the playlist's (6 s) after removal.
-        let later = p.push(entry(5, "b", 2.0, false), td, t0 + Duration::from_secs(8));
-        assert_eq!(
-            later,
-            vec![
-                Expiry::Segment(SessionId::parse("a").unwrap(), MediaSequence(0)),
-                Expiry::Segment(SessionId::parse("a").unwrap(), MediaSequence(1)),
-            ]
-        );
-        // The discontinuity tag left with segment 3: the sequence counts it.
-        p.push(entry(6, "b", 2.0, false), td, t0 + Duration::from_secs(9));
-        let text = String::from_utf8(p.render(2).to_vec()).unwrap();
-        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
-        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
-        let gone = p.push(entry(7, "b", 2.0, false), td, t0 + Duration::from_secs(30));
-        assert!(
-            gone.contains(&Expiry::Init(SessionId::parse("a").unwrap())),
-            "{gone:?}"
-        );
-    }
-}
+#[path = "playlist_tests.rs"]
+mod tests;

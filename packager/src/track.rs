@@ -1,54 +1,72 @@
-//! One track's segmenter within a publisher session: samples in, CMAF segments (as a sequence
-//! of parts) out.
+//! One track's segmenter within a publisher session: samples in, CMAF parts (LL-HLS partial
+//! segments) and segments out. Where to cut and how long each sample lasts are decided by the
+//! caller (the cut policy and the sample clock); this module only builds the bytes.
 
 use bytes::{Bytes, BytesMut};
-use weir_media::{Frame, Timescale, TrackInfo, TrackKind, AAC_SAMPLES_PER_FRAME};
+use weir_media::{Timescale, TrackInfo};
 
 use crate::fmp4::{self, Sample};
-use crate::MediaSequence;
+use crate::{MediaSequence, PartIndex};
 
-/// Longest believable gap between two frames of a track; a larger jump (or a step back) in the
-/// publisher's timestamps is treated as a timestamp error, and the sample keeps the previous
-/// sample's duration so that the decode timeline stays continuous.
-const MAX_FRAME_GAP_SECS: i64 = 10;
+/// A part the track has finished: one `moof`+`mdat` (a CMAF chunk).
+#[derive(Debug)]
+pub(crate) struct ClosedPart {
+    pub(crate) msn: MediaSequence,
+    pub(crate) index: PartIndex,
+    /// Sum of its sample durations, track ticks.
+    pub(crate) duration: u64,
+    /// Whether it starts with a sync sample (`INDEPENDENT=YES`).
+    pub(crate) independent: bool,
+    pub(crate) data: Bytes,
+}
 
-/// A segment the track has finished.
+/// A segment the track has finished: the concatenation of its parts.
 #[derive(Debug)]
 pub(crate) struct ClosedSegment {
     pub(crate) msn: MediaSequence,
     /// Decode time of the first sample, track ticks (the `tfdt`).
+    #[cfg_attr(not(test), allow(dead_code))] // checked by the tests: tfdt is continuous
     pub(crate) start: u64,
     /// Sum of the sample durations, track ticks.
     pub(crate) duration: u64,
     /// Samples per second, from the typical sample duration (robust to a timestamp gap).
     pub(crate) sample_rate: Option<f64>,
+    /// Whether it starts with a sync sample.
+    pub(crate) independent: bool,
     pub(crate) data: Bytes,
 }
 
-#[derive(Debug)]
-struct Pending {
-    dts: i64,
-    composition_offset: i32,
-    keyframe: bool,
-    data: Bytes,
+/// What one call produced, in order: parts first, then the segment they complete.
+#[derive(Debug, Default)]
+pub(crate) struct Closed {
+    pub(crate) parts: Vec<ClosedPart>,
+    pub(crate) segment: Option<ClosedSegment>,
 }
 
-/// Cuts one track of a session into segments, each a sequence of parts (CMAF chunks, one
-/// `moof`+`mdat` each) no longer than the part target.
+/// A sample whose duration is not known yet.
+#[derive(Debug)]
+pub(crate) struct PendingSample {
+    /// Presentation minus decode time, track ticks.
+    pub(crate) composition_offset: i32,
+    pub(crate) keyframe: bool,
+    pub(crate) data: Bytes,
+}
+
+/// Cuts one track of a session into segments, each a sequence of parts no longer than the
+/// part target.
 #[derive(Debug)]
 pub(crate) struct TrackSegmenter {
-    pub(crate) info: TrackInfo,
     pub(crate) timescale: Timescale,
     part_target: u64,
     fragment_sequence: u32,
-    /// Decode time the next appended sample gets, track ticks.
+    /// Decode time the pending sample starts at (the end of what is appended), track ticks.
     next_decode_time: u64,
-    /// The newest frame: its duration is known only when the next one arrives.
-    pending: Option<Pending>,
+    pending: Option<PendingSample>,
     last_duration: u32,
     segment_msn: MediaSequence,
     segment_start: u64,
     segment_samples: usize,
+    segment_independent: bool,
     parts: Vec<Bytes>,
     part_samples: Vec<Sample>,
     part_start: u64,
@@ -57,23 +75,19 @@ pub(crate) struct TrackSegmenter {
 }
 
 impl TrackSegmenter {
-    /// A segmenter whose first sample decodes at `start` (track ticks) and whose first segment
-    /// is `msn`.
+    /// A segmenter whose first sample decodes at `start` (track ticks) and belongs to segment
+    /// `msn`; parts are at most `part_target` ticks; `default_duration` is what the last
+    /// sample of a track lasts when nothing follows it, until a real duration is known.
     pub(crate) fn new(
-        info: TrackInfo,
+        info: &TrackInfo,
         start: u64,
         msn: MediaSequence,
-        part_target_secs: f64,
+        part_target: u64,
+        default_duration: u32,
     ) -> Self {
-        let timescale = info.codec.timescale();
-        let default_duration = match info.kind {
-            TrackKind::Audio => AAC_SAMPLES_PER_FRAME,
-            TrackKind::Video => timescale.get() / 25,
-        };
         TrackSegmenter {
-            part_target: (part_target_secs * f64::from(timescale.get())) as u64,
-            timescale,
-            info,
+            timescale: info.codec.timescale(),
+            part_target: part_target.max(1),
             fragment_sequence: 1,
             next_decode_time: start,
             pending: None,
@@ -81,6 +95,7 @@ impl TrackSegmenter {
             segment_msn: msn,
             segment_start: start,
             segment_samples: 0,
+            segment_independent: true,
             parts: Vec::new(),
             part_samples: Vec::new(),
             part_start: start,
@@ -88,80 +103,98 @@ impl TrackSegmenter {
         }
     }
 
-    /// Decode time where the next frame will start, track ticks.
+    /// Decode time where the pending sample starts, track ticks.
     pub(crate) fn next_decode_time(&self) -> u64 {
         self.next_decode_time
     }
 
-    /// Media sequence number of the segment being built.
-    pub(crate) fn segment_msn(&self) -> MediaSequence {
-        self.segment_msn
+    /// Decode time of the segment being built, track ticks.
+    pub(crate) fn segment_start(&self) -> u64 {
+        self.segment_start
     }
 
-    /// Duration of the segment being built so far, track ticks (the pending frame excluded).
-    pub(crate) fn segment_duration(&self) -> u64 {
-        self.next_decode_time - self.segment_start
+    /// The previous sample's duration, track ticks.
+    pub(crate) fn last_duration(&self) -> u32 {
+        self.last_duration
     }
 
-    /// Adds `frame`. When `cut` says so (given the decode time where `frame` starts, and
-    /// whether it is a keyframe), the segment built so far is closed first and `frame` starts
-    /// the next one.
+    /// Adds `next`. The pending sample is appended first with `pending_duration` ticks; then,
+    /// with `cut: Some(msn)`, the segment built so far is closed and `next` starts segment
+    /// `msn`.
     pub(crate) fn push(
         &mut self,
-        frame: Frame,
-        cut: impl FnOnce(u64, bool) -> bool,
-    ) -> Option<ClosedSegment> {
-        let dts = frame.dts.rescale(self.timescale);
-        if let Some(p) = self.pending.take() {
-            let duration = match self.info.kind {
-                TrackKind::Audio => AAC_SAMPLES_PER_FRAME,
-                TrackKind::Video => {
-                    let delta = dts - p.dts;
-                    let max = MAX_FRAME_GAP_SECS * i64::from(self.timescale.get());
-                    if delta > 0 && delta <= max {
-                        delta as u32
-                    } else {
-                        tracing::warn!(
-                            delta_ticks = delta,
-                            "publisher timestamp jump; keeping the timeline continuous"
-                        );
-                        self.last_duration
-                    }
-                }
+        next: PendingSample,
+        pending_duration: u32,
+        cut: Option<MediaSequence>,
+    ) -> Closed {
+        self.push_filled(next, pending_duration, (&[], &[]), cut)
+    }
+
+    /// As [`push`](Self::push), with copies of the pending sample appended after it (one per
+    /// entry, lasting that many ticks): `before` the cut, then `after` it, in the new
+    /// segment. Audio fills a gap in its timestamps this way, keeping its timeline continuous
+    /// and aligned to the cuts with no sample longer than a part.
+    pub(crate) fn push_filled(
+        &mut self,
+        next: PendingSample,
+        pending_duration: u32,
+        (before, after): (&[u32], &[u32]),
+        cut: Option<MediaSequence>,
+    ) -> Closed {
+        let mut closed = Closed::default();
+        let copy = self.pending.as_ref().map(|p| p.data.clone());
+        let filler = |d: &u32| {
+            let sample = PendingSample {
+                composition_offset: 0,
+                keyframe: true,
+                data: copy.clone().unwrap_or_default(),
             };
-            self.append(p, duration);
-        }
-        let closed = if self.segment_samples > 0 && cut(self.next_decode_time, frame.keyframe) {
-            Some(self.close_segment())
-        } else {
-            None
+            (sample, *d)
         };
-        self.pending = Some(Pending {
-            dts,
-            composition_offset: offset_in(
-                frame.composition_offset,
-                frame.dts.timescale,
-                self.timescale,
-            ),
-            keyframe: frame.keyframe || self.info.kind == TrackKind::Audio,
-            data: frame.data,
-        });
+        if let Some(p) = self.pending.take() {
+            self.append(p, pending_duration, &mut closed);
+            for (sample, d) in before.iter().map(filler) {
+                self.append(sample, d, &mut closed);
+            }
+        }
+        if let Some(msn) = cut {
+            if self.segment_samples > 0 {
+                closed.segment = Some(self.close_segment(&mut closed));
+            }
+            self.segment_msn = msn;
+        }
+        if copy.is_some() {
+            for (sample, d) in after.iter().map(filler) {
+                self.append(sample, d, &mut closed);
+            }
+        }
+        if self.segment_samples == 0 {
+            self.segment_independent = next.keyframe;
+        }
+        self.pending = Some(next);
         closed
     }
 
-    /// Flushes the pending frame (with the previous frame's duration) and closes the segment
-    /// being built, if it holds anything.
-    pub(crate) fn finish(&mut self) -> Option<ClosedSegment> {
+    /// Appends the pending sample (with the previous sample's duration) and closes the
+    /// segment being built, if it holds anything.
+    pub(crate) fn finish(&mut self) -> Closed {
+        let mut closed = Closed::default();
         if let Some(p) = self.pending.take() {
-            self.append(p, self.last_duration);
+            self.append(p, self.last_duration, &mut closed);
         }
-        (self.segment_samples > 0).then(|| self.close_segment())
+        if self.segment_samples > 0 {
+            closed.segment = Some(self.close_segment(&mut closed));
+        }
+        closed
     }
 
-    fn append(&mut self, p: Pending, duration: u32) {
+    fn append(&mut self, p: PendingSample, duration: u32, closed: &mut Closed) {
+        if self.segment_samples == 0 {
+            self.segment_independent = p.keyframe;
+        }
         let part_duration = self.next_decode_time - self.part_start;
         if !self.part_samples.is_empty() && part_duration + u64::from(duration) > self.part_target {
-            self.close_part();
+            closed.parts.push(self.close_part());
         }
         self.part_samples.push(Sample {
             duration,
@@ -173,21 +206,34 @@ impl TrackSegmenter {
         self.durations.push(duration);
         self.next_decode_time += u64::from(duration);
         self.segment_samples += 1;
+        // Close the part now if one more sample like this one would not fit: the part is
+        // published a frame earlier than waiting for that sample would allow.
+        let part_duration = self.next_decode_time - self.part_start;
+        if part_duration + u64::from(duration) > self.part_target {
+            closed.parts.push(self.close_part());
+        }
     }
 
-    fn close_part(&mut self) {
-        if self.part_samples.is_empty() {
-            return;
-        }
-        let part = fmp4::fragment(self.fragment_sequence, self.part_start, &self.part_samples);
+    fn close_part(&mut self) -> ClosedPart {
+        let data = fmp4::fragment(self.fragment_sequence, self.part_start, &self.part_samples);
         self.fragment_sequence = self.fragment_sequence.wrapping_add(1);
-        self.parts.push(part);
+        let part = ClosedPart {
+            msn: self.segment_msn,
+            index: PartIndex(self.parts.len() as u32),
+            duration: self.next_decode_time - self.part_start,
+            independent: self.part_samples.first().is_some_and(|s| s.keyframe),
+            data,
+        };
+        self.parts.push(part.data.clone());
         self.part_samples.clear();
         self.part_start = self.next_decode_time;
+        part
     }
 
-    fn close_segment(&mut self) -> ClosedSegment {
-        self.close_part();
+    fn close_segment(&mut self, closed: &mut Closed) -> ClosedSegment {
+        if !self.part_samples.is_empty() {
+            closed.parts.push(self.close_part());
+        }
         let data = if self.parts.len() == 1 {
             self.parts.pop().unwrap_or_default()
         } else {
@@ -195,25 +241,21 @@ impl TrackSegmenter {
             self.parts.drain(..).for_each(|p| buf.extend_from_slice(&p));
             buf.freeze()
         };
-        let closed = ClosedSegment {
+        let segment = ClosedSegment {
             msn: self.segment_msn,
             start: self.segment_start,
             duration: self.next_decode_time - self.segment_start,
             sample_rate: typical_rate(&mut self.durations, self.timescale),
+            independent: self.segment_independent,
             data,
         };
+        self.parts.clear();
         self.durations.clear();
-        self.segment_msn = MediaSequence(self.segment_msn.0 + 1);
+        self.segment_msn = self.segment_msn.next();
         self.segment_start = self.next_decode_time;
         self.segment_samples = 0;
-        closed
+        segment
     }
-}
-
-fn offset_in(ticks: i64, from: Timescale, to: Timescale) -> i32 {
-    weir_media::Timestamp::new(ticks, from)
-        .rescale(to)
-        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// Samples per second from the durations of a segment: the mean of the durations within 25%
@@ -237,6 +279,8 @@ fn typical_rate(durations: &mut [u32], timescale: Timescale) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::video_info;
+    use proptest::prelude::*;
 
     #[test]
     fn frame_rate_ignores_a_gap_and_rtmp_rounding() {
@@ -249,5 +293,55 @@ mod tests {
             .collect();
         let fps = typical_rate(&mut ntsc, ts).unwrap();
         assert!((fps - 30.0).abs() < 0.05, "{fps}");
+    }
+
+    fn sample(keyframe: bool) -> PendingSample {
+        PendingSample {
+            composition_offset: 0,
+            keyframe,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        }
+    }
+
+    proptest! {
+        /// Parts never exceed the part target (unless one sample does), add up to their
+        /// segment, and the segment's bytes are its parts' bytes in order.
+        #[test]
+        fn parts_sum_to_their_segment(
+            durations in prop::collection::vec(1_000u32..8_000, 2..200),
+            cuts in prop::collection::vec(any::<bool>(), 200),
+            part_target in 10_000u64..90_000,
+        ) {
+            let mut seg = TrackSegmenter::new(&video_info(), 1_000, MediaSequence(5), part_target, 3_000);
+            let mut parts: Vec<ClosedPart> = Vec::new();
+            let mut segments = Vec::new();
+            let mut msn = MediaSequence(5);
+            let mut prev = 3_000;
+            for (i, d) in durations.iter().enumerate() {
+                let cut = (cuts[i] && i > 0).then(|| { msn = msn.next(); msn });
+                let closed = seg.push(sample(cut.is_some() || i == 0), prev, cut);
+                prev = *d;
+                parts.extend(closed.parts);
+                segments.extend(closed.segment);
+            }
+            let closed = seg.finish();
+            parts.extend(closed.parts);
+            segments.extend(closed.segment);
+            let mut next_tfdt = 1_000;
+            for s in &segments {
+                prop_assert_eq!(s.start, next_tfdt, "tfdt is continuous");
+                next_tfdt = s.start + s.duration;
+                let mine: Vec<&ClosedPart> = parts.iter().filter(|p| p.msn == s.msn).collect();
+                prop_assert_eq!(mine.iter().map(|p| p.duration).sum::<u64>(), s.duration);
+                for (i, p) in mine.iter().enumerate() {
+                    prop_assert_eq!(p.index, PartIndex(i as u32));
+                    let longest = durations.iter().copied().max().unwrap_or(0) as u64;
+                    prop_assert!(p.duration <= part_target.max(longest));
+                }
+                let joined: Vec<u8> = mine.iter().flat_map(|p| p.data.iter().copied()).collect();
+                prop_assert_eq!(&joined[..], &s.data[..]);
+                prop_assert!(s.independent, "every segment here starts with a keyframe");
+            }
+        }
     }
 }

@@ -7,5 +7,7 @@ mod bad_input;
 mod edge;
 mod ladder;
 mod live;
+mod lowlatency;
 mod player;
 mod reconnect;
+mod timeline;

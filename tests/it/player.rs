@@ -1,40 +1,29 @@
-//! hls.js in Debian's headless Chromium (driven by playwright-core) plays the default ladder
-//! live through the edge, and forced level switches happen without a stall.
+//! hls.js in Debian's headless Chromium (driven by playwright-core) plays live through the
+//! edge: the default ladder with forced level switches, and, in low-latency mode, a
+//! passthrough event and the ladder, using parts and blocking playlist reloads.
 
 use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
 
-/// Seconds the player plays: long enough for a switch down and a switch back up.
-const PLAY_SECS: u32 = 14;
+/// Seconds the ladder-switching player plays: long enough for a switch down and back up.
+const SWITCH_SECS: u32 = 14;
+/// Seconds each low-latency player plays.
+const LL_SECS: u32 = 30;
 
-#[test]
-fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
-    let _slot = transcode_slot();
-    let weir = Weir::serve_ladder("", "default");
-    // 4 plays of the clip in real time: the stream stays live while the player runs.
-    let file = flv(BBB, 4, false);
-    let mut publisher = publish(&file, &weir.publish_url(STREAM_KEY), true);
-    let master_url = weir.edge_url("/live/it/master.m3u8");
-    wait_for("the master playlist", Duration::from_secs(20), || {
-        try_get(&master_url)
-            .ok()
-            .filter(|f| f.status == 200)
-            .map(|_| ())
-    });
-
+/// Runs tests/player/play.mjs on `master_url` and returns its report.
+fn play(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/player/play.mjs");
     let out = Command::new("node")
         .arg(&script)
-        .arg(&master_url)
-        .arg(PLAY_SECS.to_string())
+        .arg(master_url)
+        .arg(seconds.to_string())
+        .arg(mode)
         .output()
         .expect(
             "run node (scripts/setup.sh installs it, with chromium and the player's npm packages)",
         );
-    let _ = publisher.kill();
-    let _ = publisher.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -46,6 +35,33 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
         report["supported"], true,
         "Chromium has no MSE/H.264: {report}"
     );
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(report["stalls"], 0, "a stall: {report}");
+    report
+}
+
+fn wait_for_master(weir: &Weir) -> String {
+    let master_url = weir.edge_url("/live/it/master.m3u8");
+    wait_for("the master playlist", Duration::from_secs(30), || {
+        try_get(&master_url)
+            .ok()
+            .filter(|f| f.status == 200)
+            .map(|_| ())
+    });
+    master_url
+}
+
+#[test]
+fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
+    let _slot = transcode_slot();
+    let weir = Weir::serve_ladder("", "default");
+    // 4 plays of the clip in real time: the stream stays live while the player runs.
+    let file = flv(BBB, 4, false);
+    let mut publisher = publish(&file, &weir.publish_url(STREAM_KEY), true);
+    let master_url = wait_for_master(&weir);
+    let report = play(&master_url, SWITCH_SECS, "switch");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
     let heights: Vec<u64> = report["levels"]
         .as_array()
         .unwrap()
@@ -53,8 +69,6 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
         .map(|l| l["height"].as_u64().unwrap())
         .collect();
     assert_eq!(heights, [360, 480, 720], "{report}");
-    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
-    assert_eq!(report["stalls"], 0, "a stall: {report}");
     // The forced switches: down to the lowest level, then up to the highest, in that order.
     let switches: Vec<u64> = report["switches"]
         .as_array()
@@ -70,7 +84,49 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
     );
     let played = report["played"].as_f64().unwrap();
     assert!(
-        played >= f64::from(PLAY_SECS) - 5.0,
+        played >= f64::from(SWITCH_SECS) - 5.0,
         "played only {played} s: {report}"
     );
+}
+
+/// hls.js in low-latency mode plays `ladder` for [`LL_SECS`] through the edge without a
+/// stall, loading parts and reloading playlists with blocking requests the origin saw.
+fn plays_low_latency(ladder: &str, file: &std::path::Path) {
+    let weir = Weir::serve_ladder("", ladder);
+    let mut publisher = publish(file, &weir.publish_url(STREAM_KEY), true);
+    let master_url = wait_for_master(&weir);
+    let blocking = r#"directives="blocking""#;
+    let before = metric(&weir, "weir_origin_playlist_requests_total", blocking);
+    let report = play(&master_url, LL_SECS, "ll");
+    let at_origin = metric(&weir, "weir_origin_playlist_requests_total", blocking) - before;
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let requests = &report["requests"];
+    assert!(requests["blocking"].as_u64().unwrap() >= 10, "{report}");
+    assert!(requests["parts"].as_u64().unwrap() >= 10, "{report}");
+    assert!(
+        at_origin >= 10.0,
+        "the origin saw {at_origin} blocking reloads: {report}"
+    );
+    let played = report["played"].as_f64().unwrap();
+    assert!(
+        played >= f64::from(LL_SECS) - 8.0,
+        "played only {played} s: {report}"
+    );
+    assert!(
+        report["latency"]["samples"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    eprintln!("{ladder}: hls.js low-latency report {report}");
+}
+
+#[test]
+fn hls_js_plays_low_latency_passthrough_through_the_edge() {
+    plays_low_latency("passthrough", &flv(BBB, 9, true));
+}
+
+#[test]
+fn hls_js_plays_the_low_latency_ladder_through_the_edge() {
+    let _slot = transcode_slot();
+    plays_low_latency("default", &flv(BBB, 9, false));
 }

@@ -477,3 +477,78 @@ pub(crate) fn flv_video_timestamps(file: &Path) -> Vec<u32> {
         .map(|(_, ts, _)| ts)
         .collect()
 }
+
+/// Writes an FLV file of `tags` (kind, timestamp ms, body), as `file_tags` reads them.
+pub(crate) fn write_flv(path: &Path, tags: &[(u8, u32, bytes::Bytes)]) {
+    let mut out = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    for (kind, ts, body) in tags {
+        let size = body.len() as u32;
+        out.push(*kind);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// The value of the Prometheus sample `name{labels}` in `weir`'s `/metrics` (0 if absent).
+/// `labels` is the exact label text, e.g. `kind="playlist",status="200"`.
+pub(crate) fn metric(weir: &Weir, name: &str, labels: &str) -> f64 {
+    let text = get(&weir.origin_url("/metrics")).text();
+    let series = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&series))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `n` concurrent GETs of `url` with the curl CLI (HTTP/1.1, one connection each); the
+/// status of each, in order. `max_secs` bounds every transfer.
+pub(crate) fn curl_many(url: &str, n: usize, max_secs: f64) -> Vec<u16> {
+    let mut children = Vec::new();
+    // curl runs at most 300 transfers in parallel: split into processes of 250.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-Z", "--parallel-immediate", "--parallel-max", "250"]);
+        cmd.args(["-m", &format!("{max_secs}"), "-w", "%{http_code}\n"]);
+        for _ in chunk {
+            cmd.args(["-o", "/dev/null", url]);
+        }
+        children.push(cmd.stdout(Stdio::piped()).spawn().expect("run curl"));
+    }
+    children
+        .into_iter()
+        .flat_map(|c| {
+            let out = c.wait_with_output().unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.trim().parse::<u16>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The live edge of an LL-HLS media playlist: the last listed part (msn, part) and the
+/// preload hint URI.
+pub(crate) fn last_part(text: &str) -> Option<(u64, u32, String)> {
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))?
+        .trim_end_matches('"')
+        .to_string();
+    let uri = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .next_back()?;
+    let uri = uri.split("URI=\"").nth(1)?.split('"').next()?;
+    let file = uri.rsplit('/').next()?.trim_end_matches(".m4s");
+    let (msn, part) = file.split_once('.')?;
+    Some((msn.parse().ok()?, part.parse().ok()?, hint))
+}

@@ -1,16 +1,23 @@
-// Plays a live HLS master playlist with hls.js in Debian's headless Chromium and forces level
-// switches; prints one JSON report on stdout. Used by tests/it/player.rs.
+// Plays a live HLS master playlist with hls.js in Debian's headless Chromium; prints one JSON
+// report on stdout. Used by tests/it/player.rs and benches/latency.
 //
-// Usage: node play.mjs MASTER_URL [SECONDS]
+// Usage: node play.mjs MASTER_URL [SECONDS] [MODE]
+// MODE: "switch" (default; lowLatencyMode off, forces a switch to the lowest level and back
+// to the highest), "ll" (lowLatencyMode on, no forced switch) or "plain" (lowLatencyMode off,
+// no forced switch).
 // The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls,
-// errors: [...], played } where `played` is media seconds played, `stalls` counts
-// BUFFER_STALLED_ERROR events and `waiting` events after playback began.
+// errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
+// playlists, segments} } where `played` is media seconds played, `stalls` counts
+// BUFFER_STALLED_ERROR events and `waiting` events after playback began, `latency` is what
+// hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
+// 5 s, and `requests` counts the player's requests by kind (blocking = with _HLS_msn).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const [url, secondsArg] = process.argv.slice(2);
+const [url, secondsArg, modeArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || 20);
+const mode = modeArg || 'switch';
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -20,13 +27,25 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage();
+  const requests = { blocking: 0, parts: 0, playlists: 0, segments: 0 };
+  page.on('request', (r) => {
+    const u = r.url();
+    if (u.includes('.m3u8')) {
+      requests.playlists += 1;
+      if (u.includes('_HLS_msn=')) requests.blocking += 1;
+    } else if (/\/\d+\.\d+\.m4s$/.test(u)) {
+      requests.parts += 1;
+    } else if (/\/\d+\.m4s$/.test(u)) {
+      requests.segments += 1;
+    }
+  });
   await page.setContent('<video id="v" muted playsinline></video>');
   await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
-  const report = await page.evaluate(async ({ url, seconds }) => {
+  const report = await page.evaluate(async ({ url, seconds, mode }) => {
     const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, errors: [], played: 0 };
     if (!out.supported) return out;
     const video = document.getElementById('v');
-    const hls = new Hls({ lowLatencyMode: false });
+    const hls = new Hls({ lowLatencyMode: mode === 'll' });
     let started = false;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
       out.levels = data.levels.map((l) => ({ height: l.height, bitrate: l.bitrate }));
@@ -43,22 +62,37 @@ try {
     hls.attachMedia(video);
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const deadline = Date.now() + seconds * 1000;
-    // Play, then force a switch to the lowest level and back to the highest.
     while (!started && Date.now() < deadline) await sleep(100);
     const start = video.currentTime;
-    const plan = [0, () => hls.levels.length - 1];
-    for (const target of plan) {
-      await sleep(Math.min(4000, Math.max(0, deadline - Date.now())));
-      const level = typeof target === 'function' ? target() : target;
-      hls.nextLevel = level;
-      const until = Date.now() + 6000;
-      while (hls.currentLevel !== level && Date.now() < until && Date.now() < deadline) await sleep(100);
+    const startedAt = Date.now();
+    const samples = [];
+    const sampler = setInterval(() => {
+      if (Date.now() - startedAt > 5000 && Number.isFinite(hls.latency)) samples.push(hls.latency);
+    }, 1000);
+    if (mode === 'switch') {
+      // Force a switch to the lowest level and back to the highest.
+      const plan = [0, () => hls.levels.length - 1];
+      for (const target of plan) {
+        await sleep(Math.min(4000, Math.max(0, deadline - Date.now())));
+        const level = typeof target === 'function' ? target() : target;
+        hls.nextLevel = level;
+        const until = Date.now() + 6000;
+        while (hls.currentLevel !== level && Date.now() < until && Date.now() < deadline) await sleep(100);
+      }
     }
     while (Date.now() < deadline) await sleep(200);
+    clearInterval(sampler);
     out.played = video.currentTime - start;
+    const sorted = [...samples].sort((a, b) => a - b);
+    out.latency = {
+      median: sorted.length ? sorted[Math.floor(sorted.length / 2)] : null,
+      max: sorted.length ? sorted[sorted.length - 1] : null,
+      samples: sorted.length,
+    };
     hls.destroy();
     return out;
-  }, { url, seconds });
+  }, { url, seconds, mode });
+  report.requests = requests;
   console.log(JSON.stringify(report));
 } finally {
   await browser.close();

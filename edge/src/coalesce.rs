@@ -1,0 +1,154 @@
+//! The lookup/coalesce and upstream phases: one upstream request per cache key however many
+//! viewers ask at once. The fetch runs as a task of its own, detached from the viewer that
+//! started it: a viewer that goes away neither cancels it nor makes the others start again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+use tokio::sync::watch;
+
+use crate::upstream::{Fetched, Upstream};
+use crate::EdgeError;
+
+/// A cached (or just fetched) upstream response.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) fetched: Fetched,
+    pub(crate) fetched_at: Instant,
+    /// How long it may be served from the cache; `None`: not stored (shared with the viewers
+    /// that waited on the fetch, then forgotten).
+    pub(crate) ttl: Option<Duration>,
+}
+
+/// What a fetch gives every viewer that waited on it.
+pub(crate) type Outcome = Result<Arc<Cached>, EdgeError>;
+
+/// Per-entry lifetime: the TTL the upstream's `Cache-Control` gave.
+struct UpstreamTtl;
+
+impl Expiry<String, Arc<Cached>> for UpstreamTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Cached>,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl.unwrap_or_default())
+    }
+}
+
+/// The cache and the fetches in flight.
+pub(crate) struct Coalescer {
+    pub(crate) cache: Cache<String, Arc<Cached>>,
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
+    upstream: Upstream,
+}
+
+impl Coalescer {
+    pub(crate) fn new(capacity_bytes: u64, upstream: Upstream) -> Coalescer {
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|key: &String, value: &Arc<Cached>| {
+                (key.len() + value.fetched.body.len() + 256)
+                    .try_into()
+                    .unwrap_or(u32::MAX)
+            })
+            .expire_after(UpstreamTtl)
+            .build();
+        Coalescer {
+            cache,
+            inflight: Mutex::new(HashMap::new()),
+            upstream,
+        }
+    }
+
+    /// The cached response for `key`, if fresh.
+    pub(crate) fn hit(&self, key: &str) -> Option<Arc<Cached>> {
+        self.cache.get(key)
+    }
+
+    /// Stores `cached` under `key` (if it has a TTL).
+    pub(crate) fn store(&self, key: String, cached: Arc<Cached>) {
+        if cached.ttl.is_some() {
+            self.cache.insert(key, cached);
+        }
+    }
+
+    /// The response for `key`: from the cache, from a fetch in flight, or from a new fetch of
+    /// `upstream_path` bounded by `timeout`. The second element says whether this call
+    /// started the fetch (a miss) or joined one (coalesced).
+    pub(crate) async fn fetch(
+        self: &Arc<Self>,
+        key: &str,
+        upstream_path: &str,
+        timeout: Duration,
+    ) -> (Outcome, FetchRole) {
+        let (mut rx, role) = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock: a finished fetch is in the cache before it leaves the
+            // in-flight map, so nothing is fetched twice.
+            if let Some(hit) = self.cache.get(key) {
+                return (Ok(hit), FetchRole::Hit);
+            }
+            match inflight.get(key) {
+                Some(rx) => (rx.clone(), FetchRole::Joined),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    inflight.insert(key.to_string(), rx.clone());
+                    let me = self.clone();
+                    let (key, path) = (key.to_string(), upstream_path.to_string());
+                    tokio::spawn(async move { me.run(key, path, timeout, tx).await });
+                    (rx, FetchRole::Started)
+                }
+            }
+        };
+        loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                return (outcome, role);
+            }
+            if rx.changed().await.is_err() {
+                return (Err(EdgeError::UpstreamUnreachable), role);
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        key: String,
+        path: String,
+        timeout: Duration,
+        tx: watch::Sender<Option<Outcome>>,
+    ) {
+        metrics::counter!("weir_edge_upstream_requests_total").increment(1);
+        let outcome = self.upstream.get(&path, timeout).await.map(|fetched| {
+            let ttl = fetched.ttl();
+            Arc::new(Cached {
+                fetched,
+                fetched_at: Instant::now(),
+                ttl,
+            })
+        });
+        if let Ok(cached) = &outcome {
+            self.store(key.clone(), cached.clone());
+        }
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        tx.send_replace(Some(outcome));
+    }
+}
+
+/// How a viewer's request was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FetchRole {
+    /// From the cache.
+    Hit,
+    /// It started the upstream fetch.
+    Started,
+    /// It waited on a fetch another request started.
+    Joined,
+}

@@ -1,0 +1,170 @@
+//! The media playlist window: what it lists, what leaves it, and when objects may go.
+
+use super::*;
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn session(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+
+fn head(msn: u64, s: &str, discontinuity: bool) -> SegmentHead {
+    SegmentHead {
+        msn: MediaSequence(msn),
+        session: session(s),
+        init: session(s),
+        program_date_time: t0() + Duration::from_secs(msn * 2),
+        discontinuity,
+    }
+}
+
+fn entry(msn: u64, s: &str, secs: f64, discontinuity: bool) -> SegmentEntry {
+    SegmentEntry {
+        head: head(msn, s, discontinuity),
+        duration: Duration::from_secs_f64(secs),
+        bytes: 250_000,
+        independent: true,
+        gap: false,
+        parts: Vec::new(),
+    }
+}
+
+fn render(p: &MediaPlaylist, td: u64) -> String {
+    let ctx = RenderContext {
+        target_duration: td,
+        part_target: None,
+        reports: &[],
+    };
+    String::from_utf8(p.render(&ctx, false).to_vec()).unwrap()
+}
+
+#[test]
+fn window_slides_counts_discontinuities_and_expires_in_order() {
+    let td = Duration::from_secs(2);
+    let mut p = MediaPlaylist::new(RenditionId::SOURCE, 3);
+    for msn in 0..3 {
+        assert!(p.push(entry(msn, "a", 2.0, false), td, t0()).is_empty());
+    }
+    p.push(entry(3, "b", 2.0, true), td, t0());
+    p.push(entry(4, "b", 2.0, false), td, t0());
+    let text = render(&p, 2);
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+    assert!(text.contains("#EXT-X-MAP:URI=\"a/init.mp4\"\n"));
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"b/init.mp4\"\n"));
+    assert!(text.contains("#EXTINF:2.000,\na/2.m4s\n"));
+    assert!(text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,HOLD-BACK=6.0\n"));
+    assert!(
+        !text.contains("PART"),
+        "no LL-HLS tags without parts: {text}"
+    );
+    // Removed segments live for their duration plus the playlist's (6 s) after removal.
+    let later = p.push(entry(5, "b", 2.0, false), td, t0() + Duration::from_secs(8));
+    assert_eq!(
+        later,
+        vec![
+            (session("a"), Expired::Segment(MediaSequence(0))),
+            (session("a"), Expired::Segment(MediaSequence(1))),
+        ]
+    );
+    // The discontinuity tag left with segment 3: the sequence counts it.
+    p.push(entry(6, "b", 2.0, false), td, t0() + Duration::from_secs(9));
+    let text = render(&p, 2);
+    assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+    assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+    let gone = p.push(
+        entry(7, "b", 2.0, false),
+        td,
+        t0() + Duration::from_secs(30),
+    );
+    assert!(gone.contains(&(session("a"), Expired::Init)), "{gone:?}");
+}
+
+#[test]
+fn never_shorter_than_three_target_durations() {
+    let td = Duration::from_secs(2);
+    let mut p = MediaPlaylist::new(RenditionId::SOURCE, 3);
+    // Short segments (a publisher reconnecting): the window keeps 6 s however many it takes.
+    for msn in 0..10 {
+        p.push(entry(msn, "a", 0.5, false), td, t0());
+    }
+    let text = render(&p, 2);
+    assert_eq!(text.matches("#EXTINF").count(), 10, "{text}");
+    for msn in 10..30 {
+        p.push(entry(msn, "a", 0.5, false), td, t0());
+    }
+    assert_eq!(render(&p, 2).matches("#EXTINF").count(), 12);
+}
+
+#[test]
+fn parts_are_listed_near_the_live_edge_then_expire() {
+    let td = Duration::from_secs(2);
+    let mut p = MediaPlaylist::new(RenditionId::SOURCE, 10);
+    let part = |independent| PartEntry {
+        duration: Duration::from_millis(500),
+        independent,
+    };
+    let mut expired = Vec::new();
+    for msn in 0..8u64 {
+        for i in 0..4 {
+            p.part(head(msn, "a", false), part(i == 0));
+            assert_eq!(
+                p.hint(),
+                Some(&PartRef {
+                    session: session("a"),
+                    msn: MediaSequence(msn),
+                    part: PartIndex(i + 1)
+                })
+            );
+        }
+        let now = t0() + Duration::from_secs(msn * 2);
+        expired.extend(p.push(entry(msn, "a", 2.0, false), td, now));
+        assert_eq!(
+            p.last_position(),
+            Some((MediaSequence(msn), Some(PartIndex(3))))
+        );
+    }
+    let ctx = RenderContext {
+        target_duration: 2,
+        part_target: Some(Duration::from_millis(500)),
+        reports: &[(
+            RenditionId::AUDIO,
+            Some((MediaSequence(7), Some(PartIndex(2)))),
+        )],
+    };
+    let text = String::from_utf8(p.render(&ctx, false).to_vec()).unwrap();
+    // Segments ending within 6 s of the edge list their parts: the last four.
+    assert_eq!(text.matches("#EXT-X-PART:").count(), 16, "{text}");
+    assert!(!text.contains("a/3.0.m4s"));
+    assert!(text.contains("#EXT-X-PART:DURATION=0.50000,URI=\"a/5.0.m4s\",INDEPENDENT=YES\n"));
+    assert!(
+        text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"a/8.0.m4s\"\n"),
+        "{text}"
+    );
+    assert!(text
+        .contains("#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=7,LAST-PART=2\n"));
+    // Parts that left the listing stay fetchable for three target durations: segment 0's
+    // left at 8 s (when segment 4 came) and went at 14 s; segment 4's are still listed.
+    let parts_of = |e: &[(SessionId, Expired)], msn: u64| {
+        e.iter()
+            .filter(|(_, x)| matches!(x, Expired::Parts { msn: m, count: 4 } if m.0 == msn))
+            .count()
+    };
+    assert_eq!(parts_of(&expired, 0), 1);
+    assert_eq!(
+        parts_of(&expired, 1),
+        0,
+        "segment 1's left at 10 s: still fetchable at 14 s"
+    );
+    let later = p.push(
+        entry(8, "a", 2.0, false),
+        td,
+        t0() + Duration::from_secs(40),
+    );
+    assert_eq!(parts_of(&later, 1), 1);
+    assert_eq!(parts_of(&later, 7), 0);
+    p.end_session();
+    assert_eq!(p.hint(), None);
+}
