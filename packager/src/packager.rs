@@ -346,6 +346,8 @@ impl Packager {
         let cto = Timestamp::new(first.composition_offset, first.dts.timescale);
         let at =
             EventTime::from_ticks(origin.ticks() + cto.rescale(crate::timeline::EVENT_TIMESCALE));
+        self.publication
+            .set_siblings(tracks.iter().map(|t| t.rendition.clone()).collect());
         for t in &tracks {
             self.publication.playlist(&t.rendition);
             out.push(Artifact::InitSegment {

@@ -19,8 +19,8 @@ pub(crate) struct Publication {
     window: usize,
     /// The part target when parts are listed (LL-HLS).
     part_target: Option<Duration>,
-    /// The renditions of the current master playlist (the rendition reports' siblings).
-    in_master: Vec<RenditionId>,
+    /// The renditions of the newest session (the rendition reports' siblings).
+    siblings: Vec<RenditionId>,
     master: Option<Bytes>,
 }
 
@@ -38,9 +38,15 @@ impl Publication {
             playlists: Vec::new(),
             window,
             part_target,
-            in_master: Vec::new(),
+            siblings: Vec::new(),
             master: None,
         }
+    }
+
+    /// A session started with these renditions: each playlist reports on the others
+    /// (`EXT-X-RENDITION-REPORT`).
+    pub(crate) fn set_siblings(&mut self, renditions: Vec<RenditionId>) {
+        self.siblings = renditions;
     }
 
     /// Every rendition the event has a playlist for.
@@ -137,7 +143,7 @@ impl Publication {
             return;
         }
         let reports: Vec<_> = self
-            .in_master
+            .siblings
             .iter()
             .filter(|r| *r != rendition)
             .map(|r| {
@@ -213,7 +219,6 @@ impl Publication {
         videos.sort_by_key(|v| v.bandwidth);
         let data = render_master(&videos, audio.as_ref());
         if self.master.as_ref() != Some(&data) {
-            self.in_master = entries.iter().map(|e| e.rendition.clone()).collect();
             self.master = Some(data.clone());
             out.push(Artifact::MasterPlaylist { data });
         }

@@ -63,6 +63,8 @@ pub(crate) struct TrackSegmenter {
     next_decode_time: u64,
     pending: Option<PendingSample>,
     last_duration: u32,
+    /// The duration of the sample before the last one.
+    previous_duration: u32,
     segment_msn: MediaSequence,
     segment_start: u64,
     segment_samples: usize,
@@ -92,6 +94,7 @@ impl TrackSegmenter {
             next_decode_time: start,
             pending: None,
             last_duration: default_duration,
+            previous_duration: default_duration,
             segment_msn: msn,
             segment_start: start,
             segment_samples: 0,
@@ -206,10 +209,14 @@ impl TrackSegmenter {
         self.durations.push(duration);
         self.next_decode_time += u64::from(duration);
         self.segment_samples += 1;
-        // Close the part now if one more sample like this one would not fit: the part is
-        // published a frame earlier than waiting for that sample would allow.
+        // Close the part now if one more sample would not fit: the part is published a frame
+        // earlier than waiting for that sample would allow. The next sample is taken to be as
+        // long as the shorter of the last two (one long sample, at a gap or a source's loop
+        // point, does not make the part short).
         let part_duration = self.next_decode_time - self.part_start;
-        if part_duration + u64::from(duration) > self.part_target {
+        let next = u64::from(duration.min(self.previous_duration));
+        self.previous_duration = duration;
+        if part_duration + next > self.part_target {
             closed.parts.push(self.close_part());
         }
     }
