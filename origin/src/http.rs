@@ -358,3 +358,7 @@ impl IntoResponse for OriginError {
         r
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

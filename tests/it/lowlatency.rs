@@ -84,7 +84,10 @@ fn ll_playlists_pass_an_independent_parser_and_keep_the_directive_rules() {
     assert!(report["checked"].as_u64().unwrap() >= 70, "{report}");
     // A short part comes only from a source frame longer than the room left in a part: the
     // clip's loop points (one 80 ms frame each) in the ~25 s followed.
-    assert!(report["short_parts"].as_array().unwrap().len() <= 5, "{report}");
+    assert!(
+        report["short_parts"].as_array().unwrap().len() <= 5,
+        "{report}"
+    );
 
     // 400: _HLS_part without _HLS_msn; _HLS_msn beyond the last + 2; _HLS_part beyond the
     // advance part limit; malformed values.
