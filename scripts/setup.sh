@@ -20,6 +20,7 @@ if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v varnishd >/dev/null || need+=(varnish)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -125,6 +125,11 @@ impl Followers {
     ) {
         metrics::gauge!("weir_edge_followed_playlists").increment(1.0);
         let mut current = coalescer.hit(path);
+        // What the upstream says of the plain playlist, which viewers are told too.
+        let last_plain_ttl = current.as_ref().and_then(|c| c.ttl);
+        let plain_cache_control = current
+            .as_ref()
+            .and_then(|c| c.fetched.cache_control.clone());
         while self.now_ms().saturating_sub(seen.load(Ordering::Relaxed)) < IDLE.as_millis() as u64 {
             let Some(plain) = current.take().filter(|c| c.fetched.status.is_success()) else {
                 break;
@@ -143,18 +148,41 @@ impl Followers {
             let (outcome, _) = coalescer.fetch(&key, &key, blocking_timeout).await;
             match outcome {
                 Ok(next) if next.fetched.status.is_success() => {
-                    // The new version under the plain key, as fresh as the origin's.
+                    // The new version under the plain key, as fresh as the origin's. While
+                    // it is followed, the copy lives as long as a blocking request may wait
+                    // (the follower replaces it first); a slow part does not expire it.
+                    let mut fetched = next.fetched.clone();
+                    fetched.cache_control.clone_from(&plain_cache_control);
                     let swapped = Arc::new(Cached {
-                        fetched: next.fetched.clone(),
+                        fetched,
                         fetched_at: Instant::now(),
-                        ttl: plain.ttl,
+                        ttl: Some(blocking_timeout),
                     });
                     coalescer.store(path.to_string(), swapped.clone());
                     current = Some(swapped);
                 }
                 // 503 (nothing new in three target durations), 400, or the upstream is
-                // away: the plain TTL applies again.
-                _ => break,
+                // away: stop following.
+                _ => {
+                    current = Some(plain);
+                    break;
+                }
+            }
+        }
+        // Unfollowed, the newest copy expires as the upstream's Cache-Control says.
+        if let Some(last) = current.or_else(|| coalescer.hit(path)) {
+            let age = last.fetched_at.elapsed();
+            let ttl = last_plain_ttl.and_then(|t| t.checked_sub(age));
+            match ttl {
+                Some(ttl) if !ttl.is_zero() => coalescer.store(
+                    path.to_string(),
+                    Arc::new(Cached {
+                        fetched: last.fetched.clone(),
+                        fetched_at: last.fetched_at,
+                        ttl: Some(ttl),
+                    }),
+                ),
+                _ => coalescer.cache.invalidate(path),
             }
         }
         metrics::gauge!("weir_edge_followed_playlists").decrement(1.0);

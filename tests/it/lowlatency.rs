@@ -102,8 +102,8 @@ fn ll_playlists_pass_an_independent_parser_and_keep_the_directive_rules() {
         assert_eq!(f.status, 400, "{bad}");
         assert_eq!(f.header("cache-control"), Some("no-store"));
     }
-    // 404: a part neither listed nor hinted.
-    let (_, _, hint) = last_part(&text).unwrap();
+    // 404: a part neither listed nor hinted (from the playlist as it is now).
+    let (_, _, hint) = last_part(&get(&base).text()).unwrap();
     let (session, file) = hint.split_once('/').unwrap();
     let (m, p) = file.trim_end_matches(".m4s").split_once('.').unwrap();
     let beyond = format!(
@@ -204,6 +204,8 @@ fn blocking_requests_through_the_edge_make_one_origin_request_per_part() {
     while Instant::now() < deadline {
         let f = get(&weir.edge_url(path));
         assert_eq!(f.status, 200);
+        // Served from the follower's copy, with the origin's plain Cache-Control.
+        assert_eq!(f.header("cache-control"), Some("public, max-age=1"));
         versions.insert(last_part(&f.text()).map(|(m, p, _)| (m, p)));
         std::thread::sleep(Duration::from_millis(50));
     }
