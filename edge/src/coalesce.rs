@@ -38,6 +38,18 @@ impl Expiry<String, Arc<Cached>> for UpstreamTtl {
     ) -> Option<Duration> {
         Some(value.ttl.unwrap_or_default())
     }
+
+    /// A replaced entry (a followed playlist's new version) lives by its own TTL, not the
+    /// one it replaced (moka's default keeps the old expiry).
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<Cached>,
+        _at: Instant,
+        _remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl.unwrap_or_default())
+    }
 }
 
 /// The cache and the fetches in flight.

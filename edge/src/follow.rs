@@ -163,7 +163,9 @@ impl Followers {
                 }
                 // 503 (nothing new in three target durations), 400, or the upstream is
                 // away: stop following.
-                _ => {
+                other => {
+                    let status = other.as_ref().map(|c| c.fetched.status.as_u16()).ok();
+                    tracing::info!(path, query, ?status, "playlist follower stopped");
                     current = Some(plain);
                     break;
                 }

@@ -2,12 +2,14 @@
 //! property-based.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::testing::*;
+use crate::TargetDurationPolicy;
 
 fn config() -> PackagerConfig {
     PackagerConfig {

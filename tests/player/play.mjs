@@ -3,8 +3,9 @@
 //
 // Usage: node play.mjs MASTER_URL [SECONDS] [MODE]
 // MODE: "switch" (default; lowLatencyMode off, forces a switch to the lowest level and back
-// to the highest), "ll" (lowLatencyMode on, no forced switch) or "plain" (lowLatencyMode off,
-// no forced switch).
+// to the highest), "ll" (lowLatencyMode on, no forced switch), "ll-sync" (as "ll", and hls.js
+// may play up to 1.5x to reach its target latency: maxLiveSyncPlaybackRate) or "plain"
+// (lowLatencyMode off, no forced switch).
 // The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls,
 // errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
 // playlists, segments} } where `played` is media seconds played, `stalls` counts
@@ -45,7 +46,9 @@ try {
     const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, errors: [], played: 0 };
     if (!out.supported) return out;
     const video = document.getElementById('v');
-    const hls = new Hls({ lowLatencyMode: mode === 'll' });
+    const config = { lowLatencyMode: mode.startsWith('ll') };
+    if (mode === 'll-sync') config.maxLiveSyncPlaybackRate = 1.5;
+    const hls = new Hls(config);
     let started = false;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
       out.levels = data.levels.map((l) => ({ height: l.height, bitrate: l.bitrate }));
