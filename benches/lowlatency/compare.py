@@ -63,7 +63,7 @@ class Nginx:
     def __init__(self, d, origin):
         self.port = free_port()
         os.makedirs(f"{d}/cache", exist_ok=True)
-        open(f"{d}/nginx.conf", "w").write(f"""daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
+        open(f"{d}/nginx.conf", "w").write(f"""daemon off; user root; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{}}
 http {{
   access_log off;
@@ -85,6 +85,7 @@ http {{
 class Varnish:
     def __init__(self, d, origin):
         self.port = free_port()
+        os.makedirs(d, exist_ok=True)
         self.proc = subprocess.Popen(["varnishd", "-F", "-j", "none", "-n", f"{d}/varnish", "-a", f"127.0.0.1:{self.port}",
                                       "-b", origin, "-s", "malloc,256m"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
