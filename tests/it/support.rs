@@ -169,7 +169,8 @@ impl Drop for Weir {
     }
 }
 
-/// Held by tests that transcode, so that two ladders do not share the 2 cores at once.
+/// Held by tests that transcode or run a browser, so that two of them do not share the
+/// 2 cores at once (a low-latency player has about a second of buffer).
 pub(crate) fn transcode_slot() -> std::sync::MutexGuard<'static, ()> {
     static SLOT: Mutex<()> = Mutex::new(());
     SLOT.lock().unwrap_or_else(|e| e.into_inner())
@@ -516,7 +517,8 @@ pub(crate) fn curl_many(url: &str, n: usize, max_secs: f64) -> Vec<u16> {
     // curl runs at most 300 transfers in parallel: split into processes of 250.
     for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
         let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-Z", "--parallel-immediate", "--parallel-max", "250"]);
+        cmd.args(["-s", "--no-progress-meter", "-Z", "--parallel-immediate"]);
+        cmd.args(["--parallel-max", "250"]).stderr(Stdio::null());
         cmd.args(["-m", &format!("{max_secs}"), "-w", "%{http_code}\n"]);
         for _ in chunk {
             cmd.args(["-o", "/dev/null", url]);
