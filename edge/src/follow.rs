@@ -71,27 +71,26 @@ pub(crate) fn live_edge(text: &str) -> Option<LiveEdge> {
 }
 
 /// The playlists being followed, by path.
-#[derive(Default)]
 pub(crate) struct Followers {
     active: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    epoch: Option<Instant>,
+    /// The clock `seen` times count from, ms.
+    epoch: Instant,
 }
 
 impl Followers {
     pub(crate) fn new() -> Followers {
         Followers {
             active: Mutex::new(HashMap::new()),
-            epoch: Some(Instant::now()),
+            epoch: Instant::now(),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64)
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// A viewer asked for the plain playlist at `path`: follow it (start a follower if none
-    /// runs). `plain_ttl` is how long a version may be served from the cache if the follower
-    /// stops updating it.
+    /// runs), asking the upstream with blocking reloads bounded by `blocking_timeout`.
     pub(crate) fn touch(
         self: &Arc<Self>,
         path: &str,

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -473,6 +472,5 @@ proptest! {
             prop_assert_eq!(p.media_sequence, lead.media_sequence, "{}", r);
             prop_assert_eq!(p.segments.len(), lead.segments.len(), "{}", r);
         }
-        let _ = Duration::ZERO;
     }
 }
