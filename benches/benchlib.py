@@ -68,7 +68,7 @@ class Weir:
         os.makedirs(d, exist_ok=True)
         conf = extra + "".join(f'[[events]]\nid = "{k}"\nstream_key = "{k}-key-0000"\nladder = "{ladder}"\n' for k in keys)
         open(f"{d}/weir.toml", "w").write(conf)
-        self.proc = subprocess.Popen([WEIR, "serve", "--config", f"{d}/weir.toml", "--rtmp-listen", "127.0.0.1:0",
+        self.proc = subprocess.Popen([WEIR, "serve", "--config", f"{d}/weir.toml", "--rtmp-listen", "127.0.0.1:0", "--srt-listen", "127.0.0.1:0",
                                       "--origin-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()

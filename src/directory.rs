@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::time::Duration;
 
-use weir_config::{EventSettings, LadderSettings, PackagerSettings, StreamKey};
+use weir_config::{EventSettings, LadderSettings, PackagerSettings, SrtPassphrase, StreamKey};
 use weir_ingest::{
-    EventDirectory, PublishRequest, PublishSession, Rejection, RenditionSink, Transcoder,
-    TranscoderConfig,
+    Admission, EventDirectory, PublishRequest, PublishSession, Rejection, RenditionSink,
+    Transcoder, TranscoderConfig,
 };
 use weir_media::{Frame, TrackInfo, TrackKind};
 use weir_origin::{EventId, Store};
@@ -31,6 +31,7 @@ pub(crate) struct Directory<S> {
 struct Event {
     id: EventId,
     stream_key: StreamKey,
+    srt_passphrase: Option<SrtPassphrase>,
     ladder: LadderSettings,
     state: Arc<Mutex<EventState>>,
 }
@@ -77,6 +78,7 @@ impl<S: Store> Directory<S> {
                 Ok(Event {
                     id,
                     stream_key: e.stream_key.clone(),
+                    srt_passphrase: e.srt_passphrase.clone(),
                     ladder: e.ladder.clone(),
                     state: Arc::new(Mutex::new(EventState {
                         packager: Packager::new(config),
@@ -104,18 +106,38 @@ fn lock(state: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<S: Store> EventDirectory for Directory<S> {
-    type Session = Publisher<S>;
-
-    fn authorize(&self, request: &PublishRequest<'_>) -> Result<Publisher<S>, Rejection> {
-        // Every key is compared, so the time taken says nothing about which one matched.
+impl<S: Store> Directory<S> {
+    /// The event `stream_key` publishes. Every key is compared, so the time taken says
+    /// nothing about which one matched.
+    fn find(&self, stream_key: &str) -> Result<&Event, Rejection> {
         let mut found = None;
         for e in &self.events {
-            if e.stream_key.matches(request.stream_key) {
+            if e.stream_key.matches(stream_key) {
                 found = Some(e);
             }
         }
-        let event = found.ok_or(Rejection::UnknownStreamKey)?;
+        found.ok_or(Rejection::UnknownStreamKey)
+    }
+}
+
+impl<S: Store> EventDirectory for Directory<S> {
+    type Session = Publisher<S>;
+
+    fn admit(&self, request: &PublishRequest<'_>) -> Result<Admission, Rejection> {
+        let event = self.find(request.stream_key)?;
+        if lock(&event.state).live {
+            return Err(Rejection::AlreadyPublishing);
+        }
+        Ok(Admission {
+            srt_passphrase: event
+                .srt_passphrase
+                .as_ref()
+                .map(|p| p.expose().to_string()),
+        })
+    }
+
+    fn authorize(&self, request: &PublishRequest<'_>) -> Result<Publisher<S>, Rejection> {
+        let event = self.find(request.stream_key)?;
         let mut state = lock(&event.state);
         if state.live {
             return Err(Rejection::AlreadyPublishing);
@@ -262,6 +284,10 @@ pub(crate) struct Publisher<S: Store> {
 }
 
 impl<S: Store> PublishSession for Publisher<S> {
+    fn event_id(&self) -> &str {
+        self.sink.event.as_str()
+    }
+
     fn track(&mut self, info: TrackInfo) {
         match &self.transcoder {
             Some(t) => t.track(info),

@@ -36,6 +36,9 @@ enum Command {
         /// RTMP listen address (overrides rtmp.listen).
         #[arg(long)]
         rtmp_listen: Option<SocketAddr>,
+        /// SRT listen address, UDP (overrides srt.listen).
+        #[arg(long)]
+        srt_listen: Option<SocketAddr>,
         /// Origin listen address (overrides origin.listen).
         #[arg(long)]
         origin_listen: Option<SocketAddr>,
@@ -87,11 +90,13 @@ fn main() -> anyhow::Result<()> {
             Command::Serve {
                 config,
                 rtmp_listen,
+                srt_listen,
                 origin_listen,
                 edge_listen,
             } => {
                 let mut c = load(config.as_ref())?;
                 c.rtmp.listen = rtmp_listen.unwrap_or(c.rtmp.listen);
+                c.srt.listen = srt_listen.unwrap_or(c.srt.listen);
                 c.origin.listen = origin_listen.unwrap_or(c.origin.listen);
                 c.edge.listen = edge_listen.unwrap_or(c.edge.listen);
                 serve(c, config.is_none()).await
@@ -151,6 +156,13 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
         store.clone(),
     )?);
     let rtmp = bind(c.rtmp.listen, "rtmp").await?;
+    let srt = if c.srt.enabled {
+        let socket = std::net::UdpSocket::bind(c.srt.listen)
+            .with_context(|| format!("binding the srt listener to {} (udp)", c.srt.listen))?;
+        Some(socket)
+    } else {
+        None
+    };
     let origin = bind(c.origin.listen, "origin").await?;
     let edge = bind(c.edge.listen, "edge").await?;
     let (rtmp_addr, origin_addr, edge_addr) =
@@ -181,12 +193,33 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
         };
         format!("http://{host}:{}", origin_addr.port())
     });
-    println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}");
+    let srt_addr = srt.as_ref().map(|s| s.local_addr()).transpose()?;
+    let srt_ready = srt_addr.map(|a| format!(" srt={a}")).unwrap_or_default();
+    println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}{srt_ready}");
     for e in &c.events {
         println!("event {}: publish to rtmp://{rtmp_addr}/{}/<stream key>, play http://{edge_addr}/live/{}/master.m3u8", e.id, c.rtmp.app, e.id);
+        if let Some(a) = srt_addr {
+            println!("event {}: or publish MPEG-TS to srt://{a}?streamid=#!::r={}/<stream key>,m=publish", e.id, c.rtmp.app);
+        }
     }
+    let srt_config = weir_ingest::SrtConfig {
+        app: c.rtmp.app.clone(),
+        latency: c.srt.latency,
+        max_connections: c.srt.max_connections,
+        idle_timeout: c.srt.idle_timeout,
+    };
+    let srt_task = {
+        let directory = directory.clone();
+        async move {
+            match srt {
+                Some(socket) => weir_ingest::serve_srt(socket, directory, srt_config).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     tokio::select! {
         () = weir_ingest::serve_rtmp(rtmp, directory, ingest_config) => Ok(()),
+        r = srt_task => r.context("srt listener"),
         r = weir_origin::serve(origin, store, origin_config, Some(render)) => r.context("origin server"),
         r = run_edge(edge, &c, upstream) => r,
         r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }

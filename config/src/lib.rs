@@ -13,6 +13,7 @@
 //! ```
 
 mod ladder;
+mod srt;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ pub use ladder::{
     AudioEncoding, AudioRendition, LadderSettings, VideoEncoding, VideoRendition, H264_PROFILES,
     X264_PRESETS,
 };
+pub use srt::{SrtPassphrase, SrtSettings};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,8 @@ impl fmt::Debug for StreamKey {
 pub struct Config {
     /// RTMP ingest.
     pub rtmp: RtmpSettings,
+    /// SRT ingest.
+    pub srt: SrtSettings,
     /// Segmenting and playlists.
     pub packager: PackagerSettings,
     /// The origin's HTTP server.
@@ -138,12 +142,16 @@ pub struct EventSettings {
     /// LL-HLS: parts, preload hints, blocking playlist reload, delta updates and rendition
     /// reports in its playlists. Default true.
     pub low_latency: bool,
+    /// The passphrase SRT publishers of this event must encrypt with; none by default
+    /// (RTMP publishers are not affected).
+    pub srt_passphrase: Option<SrtPassphrase>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     rtmp: RawRtmp,
+    srt: srt::RawSrt,
     packager: RawPackager,
     origin: RawOrigin,
     edge: RawEdge,
@@ -238,6 +246,7 @@ struct RawEvent {
     stream_key: String,
     ladder: Option<String>,
     low_latency: Option<bool>,
+    srt_passphrase: Option<String>,
 }
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
@@ -253,6 +262,7 @@ impl Config {
                 stream_key: DEMO_EVENT.1.into(),
                 ladder: None,
                 low_latency: None,
+                srt_passphrase: None,
             }],
             ..RawConfig::default()
         };
@@ -325,7 +335,12 @@ impl Config {
                         e.id
                     ))
                 })?;
+            let srt_passphrase = e
+                .srt_passphrase
+                .map(|p| srt::SrtPassphrase::new(&e.id, p))
+                .transpose()?;
             events.push(EventSettings {
+                srt_passphrase,
                 id: e.id,
                 stream_key: StreamKey(e.stream_key),
                 ladder,
@@ -357,6 +372,7 @@ impl Config {
                     600_000,
                 )?,
             },
+            srt: raw.srt.validate(addr, ms)?,
             packager: PackagerSettings {
                 segment_target: ms(
                     "packager.segment_target_ms",
@@ -490,5 +506,31 @@ mod tests {
         assert!(!format!("{c:?}").contains(DEMO_EVENT.1));
         assert!(c.events[0].stream_key.matches(DEMO_EVENT.1));
         assert!(!c.events[0].stream_key.matches("demo-kez"));
+    }
+
+    #[test]
+    fn srt_settings_and_passphrases() {
+        let c = Config::embedded();
+        assert!(c.srt.enabled);
+        assert_eq!(c.srt.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.srt.latency, Duration::from_millis(120));
+        let event = |pass: &str| {
+            format!(
+                "[[events]]\nid = \"a\"\nstream_key = \"abcdefgh\"\nsrt_passphrase = \"{pass}\"\n"
+            )
+        };
+        let c = Config::from_toml(&event("ten-chars!")).unwrap();
+        let pass = c.events[0].srt_passphrase.as_ref().unwrap();
+        assert_eq!(pass.expose(), "ten-chars!");
+        assert!(!format!("{c:?}").contains("ten-chars!"));
+        for (bad, field) in [
+            (event("nine-char"), "srt_passphrase"),
+            (event(&"x".repeat(80)), "srt_passphrase"),
+            ("[srt]\nlatency_ms = 10\n".to_string(), "srt.latency_ms"),
+            ("[srt]\nlisten = \"nowhere\"\n".to_string(), "srt.listen"),
+        ] {
+            let e = Config::from_toml(&bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 }

@@ -1,19 +1,26 @@
 //! weir's ingest: accepts live publishers and turns what they send into timestamped frames.
 //!
-//! Today that is RTMP (handshake, chunk stream and AMF0 commands through the `rml_rtmp`
-//! crate's sans-I/O session; FLV video/audio tag bodies parsed here). The stream key a
-//! publisher names selects an event through the [`EventDirectory`] the caller provides; an
-//! unknown key is refused before any media is buffered. This crate knows nothing of HTTP or
-//! playlists.
+//! Two protocols: RTMP (handshake, chunk stream and AMF0 commands through the `rml_rtmp`
+//! crate's sans-I/O session; FLV video/audio tag bodies parsed here) and SRT (the `srt-tokio`
+//! implementation; its MPEG-TS payload demuxed by our sans-I/O [`TsDemuxer`]). The stream key
+//! a publisher names selects an event through the [`EventDirectory`] the caller provides; an
+//! unknown key is refused before any media is buffered. Both produce the same
+//! [`TrackInfo`]s and [`Frame`]s, so everything downstream is shared. This crate knows
+//! nothing of HTTP or playlists.
 //!
 //! ```text
 //! ffmpeg/OBS --TCP--> rtmp::serve --handshake, session--> EventDirectory::authorize
 //!                                  --FLV tags--> flv::parse_* --> PublishSession::{track, frame}
+//! encoder --SRT/UDP--> srt::serve --streamid, passphrase--> EventDirectory::{admit, authorize}
+//!                                  --MPEG-TS--> TsDemuxer --> PublishSession::{track, frame}
 //! ```
 
 mod flv;
+mod nal;
 mod rtmp;
+mod srt;
 mod transcode;
+mod ts;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,10 +30,12 @@ use weir_media::{Frame, TrackInfo};
 // The public interface.
 pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
 pub use rtmp::{serve as serve_rtmp, RtmpConfig};
+pub use srt::{serve as serve_srt, SrtConfig};
 pub use transcode::{
     check_ffmpeg, fit_rendition, x264_options, RenditionSink, TranscodeError, Transcoder,
     TranscoderConfig,
 };
+pub use ts::{TsDemuxer, TsEvent, TsProblem};
 
 /// A publisher asking to publish: what [`EventDirectory::authorize`] decides on.
 pub struct PublishRequest<'a> {
@@ -44,6 +53,25 @@ impl fmt::Debug for PublishRequest<'_> {
             .field("app", &self.app)
             .field("stream_key", &"<redacted>")
             .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// What [`EventDirectory::admit`] tells a protocol about a publisher it would accept.
+#[derive(Clone, Default)]
+pub struct Admission {
+    /// The SRT passphrase the event requires (10-79 characters), if any: the caller must
+    /// encrypt with it. A secret: its `Debug` prints nothing.
+    pub srt_passphrase: Option<String>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field(
+                "srt_passphrase",
+                &self.srt_passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -86,11 +114,21 @@ pub trait EventDirectory: Send + Sync + 'static {
     /// A [`Rejection`], sent to the publisher as `NetStream.Publish.BadName`; the connection
     /// is then closed.
     fn authorize(&self, request: &PublishRequest<'_>) -> Result<Self::Session, Rejection>;
+
+    /// Whether [`EventDirectory::authorize`] would accept `request` now, without starting
+    /// anything, and what the protocol must require of the publisher first (SRT: the
+    /// passphrase, applied during its handshake). Same key handling rules as `authorize`.
+    ///
+    /// # Errors
+    /// The [`Rejection`] `authorize` would return.
+    fn admit(&self, request: &PublishRequest<'_>) -> Result<Admission, Rejection>;
 }
 
 /// Receives one accepted publisher's media. Dropping it ends the publisher session (the
 /// publisher sent `deleteStream`/`FCUnpublish`, disconnected, or failed).
 pub trait PublishSession: Send + 'static {
+    /// The id of the event the session publishes to (for metric labels and logs).
+    fn event_id(&self) -> &str;
     /// A decoder configuration arrived (AVC or AAC sequence header).
     fn track(&mut self, info: TrackInfo);
     /// A coded frame arrived.

@@ -10,4 +10,5 @@ mod live;
 mod lowlatency;
 mod player;
 mod reconnect;
+mod srt;
 mod timeline;

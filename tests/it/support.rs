@@ -47,6 +47,7 @@ pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Op
 pub(crate) struct Weir {
     child: Child,
     pub(crate) rtmp: Option<SocketAddr>,
+    pub(crate) srt: Option<SocketAddr>,
     pub(crate) origin: Option<SocketAddr>,
     pub(crate) edge: SocketAddr,
     log: Arc<Mutex<String>>,
@@ -89,6 +90,7 @@ fn spawn(args: &[String]) -> Weir {
     Weir {
         child,
         rtmp: addrs.get("rtmp").copied(),
+        srt: addrs.get("srt").copied(),
         origin: addrs.get("origin").copied(),
         edge: addrs["edge"],
         log,
@@ -124,6 +126,8 @@ impl Weir {
             "--origin-listen".into(),
             any.clone(),
             "--edge-listen".into(),
+            any.clone(),
+            "--srt-listen".into(),
             any,
         ])
     }

@@ -27,7 +27,6 @@
 //! a multiple of real time, is the gauge `weir_transcode_speed`.
 
 mod audio;
-mod nal;
 mod video;
 
 use std::sync::mpsc::{self, Receiver, SyncSender};

@@ -11,8 +11,8 @@ use ffmpeg_next as ffmpeg;
 use weir_config::VideoEncoding;
 use weir_media::{AvcConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
-use super::nal::{self, NAL_PPS, NAL_SPS};
 use super::{ff, Pace, RenditionSink, TranscodeError, TranscoderConfig};
+use crate::nal::{self, NAL_PPS, NAL_SPS};
 
 /// Frame rate assumed when neither the SPS nor the decoder states one (x264 needs a rate for
 /// its rate control; timestamps stay the source's).
