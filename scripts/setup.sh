@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what weir needs on a fresh Debian machine (root): FFmpeg's development libraries,
+# Installs what weir needs on a fresh Debian machine (root): FFmpeg's and libsrt's development
+# libraries (weir links the system FFmpeg, and libsrt for its SRT listener),
 # pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
 # ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module and
 # wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
 # player test), curl (concurrent viewers in tests), Python's m3u8 package (LL-HLS checker),
 # and the SRT publishers the SRT tests use besides ffmpeg: srt-live-transmit (srt-tools) and
-# GStreamer's srtsink (gstreamer1.0-plugins-bad, with qtdemux and aacparse from -good).
+# GStreamer's srtsink and tsparse (gstreamer1.0-plugins-bad).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
@@ -18,10 +19,10 @@ done
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
 command -v npm >/dev/null || need+=(nodejs npm)
+pkg-config --exists srt 2>/dev/null || need+=(libsrt-openssl-dev)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 [ -n "$(ls /usr/lib/*/gstreamer-1.0/libgstsrt.so 2>/dev/null)" ] || need+=(gstreamer1.0-plugins-bad)
-[ -n "$(ls /usr/lib/*/gstreamer-1.0/libgstisomp4.so 2>/dev/null)" ] || need+=(gstreamer1.0-plugins-good)
 if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)

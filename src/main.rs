@@ -157,9 +157,15 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
     )?);
     let rtmp = bind(c.rtmp.listen, "rtmp").await?;
     let srt = if c.srt.enabled {
-        let socket = std::net::UdpSocket::bind(c.srt.listen)
+        let config = weir_ingest::SrtConfig {
+            app: c.rtmp.app.clone(),
+            latency: c.srt.latency,
+            max_connections: c.srt.max_connections,
+            idle_timeout: c.srt.idle_timeout,
+        };
+        let server = weir_ingest::bind_srt(c.srt.listen, directory.clone(), config)
             .with_context(|| format!("binding the srt listener to {} (udp)", c.srt.listen))?;
-        Some(socket)
+        Some(server)
     } else {
         None
     };
@@ -202,19 +208,10 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
             println!("event {}: or publish MPEG-TS to srt://{a}?streamid=#!::r={}/<stream key>,m=publish", e.id, c.rtmp.app);
         }
     }
-    let srt_config = weir_ingest::SrtConfig {
-        app: c.rtmp.app.clone(),
-        latency: c.srt.latency,
-        max_connections: c.srt.max_connections,
-        idle_timeout: c.srt.idle_timeout,
-    };
-    let srt_task = {
-        let directory = directory.clone();
-        async move {
-            match srt {
-                Some(socket) => weir_ingest::serve_srt(socket, directory, srt_config).await,
-                None => std::future::pending().await,
-            }
+    let srt_task = async move {
+        match srt {
+            Some(server) => server.run().await,
+            None => std::future::pending().await,
         }
     };
     tokio::select! {

@@ -1,8 +1,9 @@
 //! weir's ingest: accepts live publishers and turns what they send into timestamped frames.
 //!
 //! Two protocols: RTMP (handshake, chunk stream and AMF0 commands through the `rml_rtmp`
-//! crate's sans-I/O session; FLV video/audio tag bodies parsed here) and SRT (the `srt-tokio`
-//! implementation; its MPEG-TS payload demuxed by our sans-I/O [`TsDemuxer`]). The stream key
+//! crate's sans-I/O session; FLV video/audio tag bodies parsed here) and SRT (libsrt, the
+//! reference implementation, through `weir-srt`; its MPEG-TS payload demuxed by our sans-I/O
+//! [`TsDemuxer`]). The stream key
 //! a publisher names selects an event through the [`EventDirectory`] the caller provides; an
 //! unknown key is refused before any media is buffered. Both produce the same
 //! [`TrackInfo`]s and [`Frame`]s, so everything downstream is shared. This crate knows
@@ -30,7 +31,7 @@ use weir_media::{Frame, TrackInfo};
 // The public interface.
 pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
 pub use rtmp::{serve as serve_rtmp, RtmpConfig};
-pub use srt::{serve as serve_srt, SrtConfig};
+pub use srt::{bind as bind_srt, SrtConfig, SrtServer};
 pub use transcode::{
     check_ffmpeg, fit_rendition, x264_options, RenditionSink, TranscodeError, Transcoder,
     TranscoderConfig,

@@ -1,27 +1,24 @@
 //! The SRT listener: callers publish MPEG-TS over SRT (Haivision's Secure Reliable Transport,
-//! draft-sharabayko-srt), through the `srt-tokio` implementation.
+//! draft-sharabayko-srt) through libsrt, the reference implementation ([`weir_srt`]).
 //!
-//! A caller is admitted during the handshake, before any media is accepted: its `streamid`
-//! ([`streamid`]) names the stream key, the [`EventDirectory`] admits it (or the caller gets
-//! the SRT reject code that says why, e.g. 2401 for an unknown key), and the event's
-//! passphrase, if it has one, keys the session's AES encryption (a wrong one is rejected by
-//! SRT with `BADSECRET`). The received bytes go through the [`TsDemuxer`] into the same
-//! [`PublishSession`] the RTMP path feeds. The connection's SRT statistics are published as
-//! metrics labelled by event once a second.
+//! A caller is admitted during the handshake, before any media is accepted: libsrt hands its
+//! `streamid` ([`streamid`]) to our callback, the [`EventDirectory`] admits it (or the caller
+//! gets the SRT reject code that says why, e.g. 1401 "unauthorized" for an unknown key), and
+//! the event's passphrase, if it has one, is set on the pending socket (libsrt then rejects a
+//! caller with another passphrase with `BADSECRET`, one without with `UNSECURE`). Each
+//! accepted caller is served on a thread of its own with blocking receives: the bytes go
+//! through the [`TsDemuxer`] into the same [`PublishSession`] the RTMP path feeds, and the
+//! connection's statistics become metrics labelled by event once a second.
 
 mod stats;
 mod streamid;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::options::{KeySize, Passphrase};
-use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
-use tokio::sync::Semaphore;
-use tracing::Instrument;
+use weir_srt::{Caller, Decision, Listener, RejectReason, Socket};
 
 use crate::ts::{TsDemuxer, TsEvent};
 use crate::{EventDirectory, PublishRequest, PublishSession, Rejection};
@@ -33,73 +30,136 @@ pub struct SrtConfig {
     /// The application a `streamid` may name (`live` in `#!::r=live/KEY`); the same one RTMP
     /// publishers use. An id that names no application is taken as this one.
     pub app: String,
-    /// SRT latency (`SRTO_LATENCY`): how long the receiver holds packets to recover losses
-    /// before delivering them. The larger of this and the caller's applies.
+    /// SRT latency (`SRTO_RCVLATENCY`): how long the receiver holds packets to recover
+    /// losses before delivering them. The larger of this and the caller's applies.
     pub latency: Duration,
-    /// Most SRT publishers connected at once; more are rejected with 2402 (overload).
+    /// Most SRT publishers connected at once; more are rejected with 1402 (overload).
     pub max_connections: usize,
     /// Time a connected publisher may send no media before it is dropped.
     pub idle_timeout: Duration,
 }
 
-/// Accepts SRT publishers on `socket` (a bound UDP socket) until the task is dropped.
-///
-/// Each caller is handled in its own task and span (`peer`); a refused caller, a failed
-/// handshake or a broken stream affects no one else. Should the SRT implementation's
-/// listener task fail, it is logged, counted (`weir_srt_listener_restarts_total`) and
-/// started again on the same socket.
-///
-/// # Errors
-/// Only if the socket cannot be handed to the runtime.
-pub async fn serve<D: EventDirectory>(
-    socket: std::net::UdpSocket,
-    directory: Arc<D>,
-    config: SrtConfig,
-) -> std::io::Result<()> {
-    socket.set_nonblocking(true)?;
-    let config = Arc::new(config);
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    loop {
-        let udp = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
-        let (_listener, mut incoming) = SrtListener::builder()
-            .latency(config.latency)
-            .socket(udp)
-            .set(|o| o.connect.timeout = Duration::from_secs(5))
-            .bind(socket.local_addr()?)
-            .await?;
-        while let Some(request) = incoming.incoming().next().await {
-            let peer = request.remote();
-            let span = tracing::info_span!("srt", %peer);
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::warn!(parent: &span, "srt connection limit reached; rejecting");
-                reject(request, reject_code(Refusal::Overload)).await;
-                continue;
-            };
-            let (directory, config) = (directory.clone(), config.clone());
-            tokio::spawn(
-                async move {
-                    metrics::counter!("weir_ingest_connections_total", "protocol" => "srt")
-                        .increment(1);
-                    connection(request, directory, &config).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
-        }
-        metrics::counter!("weir_srt_listener_restarts_total").increment(1);
-        tracing::error!("the srt listener stopped; starting it again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A bound SRT listener, ready to [`SrtServer::run`].
+pub struct SrtServer {
+    listener: Arc<Listener>,
+    spawn: Box<dyn Fn(Socket) + Send + Sync>,
+}
+
+impl std::fmt::Debug for SrtServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtServer")
+            .field("listener", &self.listener)
+            .finish()
     }
 }
 
-/// Why a caller is refused before its handshake completes.
+/// Binds the SRT listener to `addr` (UDP). Callers are admitted by `directory`.
+///
+/// # Errors
+/// libsrt's error if the address cannot be bound.
+pub fn bind<D: EventDirectory>(
+    addr: SocketAddr,
+    directory: Arc<D>,
+    config: SrtConfig,
+) -> std::io::Result<SrtServer> {
+    let config = Arc::new(config);
+    let active = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let (directory, config, active) = (directory.clone(), config.clone(), active.clone());
+        move |caller: &Caller<'_>| {
+            let full = active.load(Ordering::Relaxed) >= config.max_connections.max(1);
+            match admit(caller, full, &*directory, &config) {
+                Ok(passphrase) => Decision::Accept { passphrase },
+                Err(refusal) => {
+                    metrics::counter!("weir_ingest_rejected_total", "reason" => refusal.reason())
+                        .increment(1);
+                    tracing::warn!(peer = %caller.peer, reason = refusal.reason(), "srt publisher refused");
+                    Decision::Reject(reject_code(refusal))
+                }
+            }
+        }
+    };
+    let listener = Listener::bind(addr, config.latency, hook)
+        .map_err(|e| std::io::Error::other(format!("srt listener on {addr}: {e}")))?;
+    let spawn = move |socket: Socket| {
+        let (directory, config, active) = (directory.clone(), config.clone(), active.clone());
+        active.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("srt", peer = %socket.peer());
+        let spawned = std::thread::Builder::new()
+            .name("weir-srt-conn".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                metrics::counter!("weir_ingest_connections_total", "protocol" => "srt")
+                    .increment(1);
+                connection(socket, &*directory, &config);
+                active.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for an srt publisher");
+        }
+    };
+    Ok(SrtServer {
+        listener: Arc::new(listener),
+        spawn: Box::new(spawn),
+    })
+}
+
+impl SrtServer {
+    /// The bound address.
+    ///
+    /// # Errors
+    /// libsrt's error if the listener is closed.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Accepts publishers (on a thread of its own) until the listener fails.
+    ///
+    /// # Errors
+    /// libsrt's error that stopped the listener.
+    pub async fn run(self) -> std::io::Result<()> {
+        let (done, failed) = tokio::sync::oneshot::channel();
+        let SrtServer { listener, spawn } = self;
+        std::thread::Builder::new()
+            .name("weir-srt-accept".into())
+            .spawn(move || {
+                let mut errors = 0u32;
+                let failure = loop {
+                    match listener.accept() {
+                        Ok(socket) => {
+                            errors = 0;
+                            spawn(socket);
+                        }
+                        Err(e) => {
+                            // A caller whose handshake failed after admission; the listener
+                            // itself failing shows as repeated errors.
+                            errors += 1;
+                            tracing::debug!(error = %e, "srt accept");
+                            if errors > 100 {
+                                break e;
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                };
+                let _ = done.send(failure);
+            })?;
+        let failure = failed
+            .await
+            .map_err(|_| std::io::Error::other("the srt accept thread ended"))?;
+        Err(std::io::Error::other(format!("srt listener: {failure}")))
+    }
+}
+
+/// Why a caller is refused during its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     BadStreamId,
     NotPublish,
     UnknownApp,
     Overload,
-    Unencrypted,
     Directory(Rejection),
 }
 
@@ -110,7 +170,6 @@ impl Refusal {
             Refusal::NotPublish => "not a publisher",
             Refusal::UnknownApp => "app",
             Refusal::Overload => "connection limit",
-            Refusal::Unencrypted => "passphrase mismatch",
             Refusal::Directory(r) => r.reason(),
         }
     }
@@ -118,92 +177,56 @@ impl Refusal {
 
 /// The SRT reject reason a refusal is sent as (SRT access control, `SRT_REJX_*`).
 fn reject_code(refusal: Refusal) -> RejectReason {
-    use srt_protocol::packet::CoreRejectReason;
-    let server = |r| RejectReason::Server(r);
     match refusal {
-        Refusal::BadStreamId => server(ServerRejectReason::BadRequest),
-        Refusal::NotPublish => server(ServerRejectReason::BadMode),
-        Refusal::UnknownApp => server(ServerRejectReason::Notfound),
-        Refusal::Overload => server(ServerRejectReason::Overload),
-        Refusal::Unencrypted => RejectReason::Core(CoreRejectReason::Unsecure),
-        Refusal::Directory(Rejection::UnknownStreamKey) => server(ServerRejectReason::Unauthorized),
-        Refusal::Directory(Rejection::AlreadyPublishing) => server(ServerRejectReason::Conflict),
-        Refusal::Directory(_) => server(ServerRejectReason::Down),
+        Refusal::BadStreamId => RejectReason::BAD_REQUEST,
+        Refusal::NotPublish => RejectReason::BAD_MODE,
+        Refusal::UnknownApp => RejectReason::NOT_FOUND,
+        Refusal::Overload => RejectReason::OVERLOAD,
+        Refusal::Directory(Rejection::UnknownStreamKey) => RejectReason::UNAUTHORIZED,
+        Refusal::Directory(Rejection::AlreadyPublishing) => RejectReason::CONFLICT,
+        Refusal::Directory(_) => RejectReason::DOWN,
     }
 }
 
-async fn reject(request: ConnectionRequest, reason: RejectReason) {
-    if let Err(e) = request.reject(reason).await {
-        tracing::debug!(error = %e, "the srt listener went away while rejecting");
-    }
-}
-
-/// Admits or refuses one caller, then receives its stream until it ends.
-async fn connection<D: EventDirectory>(
-    request: ConnectionRequest,
-    directory: Arc<D>,
-    config: &SrtConfig,
-) {
-    let peer = request.remote();
-    let stream_id = request
-        .stream_id()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let admitted = admit(&request, &stream_id, peer, &*directory, config);
-    let (publish, keys) = match admitted {
-        Ok(x) => x,
-        Err(refusal) => {
-            metrics::counter!("weir_ingest_rejected_total", "reason" => refusal.reason())
-                .increment(1);
-            tracing::warn!(reason = refusal.reason(), "srt publisher refused");
-            reject(request, reject_code(refusal)).await;
-            return;
-        }
-    };
-    let socket = match request.accept(keys).await {
-        Ok(s) => s,
-        Err(e) => {
-            metrics::counter!("weir_ingest_rejected_total", "reason" => "srt handshake")
-                .increment(1);
-            tracing::warn!(error = %e, "srt handshake failed (a wrong passphrase is refused here)");
-            return;
-        }
-    };
-    let request = PublishRequest {
-        app: &publish.0,
-        stream_key: &publish.1,
-        peer,
-    };
-    match directory.authorize(&request) {
-        Ok(session) => {
-            tracing::info!(latency = ?socket.settings().recv_tsbpd_latency, "srt publisher accepted");
-            receive(socket, session, config).await;
-        }
-        Err(rejection) => {
-            metrics::counter!("weir_ingest_rejected_total", "reason" => rejection.reason())
-                .increment(1);
-            tracing::warn!(
-                reason = rejection.reason(),
-                "srt publisher refused after its handshake"
-            );
-        }
-    }
-}
-
-type Admitted = (
-    (String, String),
-    Option<srt_protocol::settings::KeySettings>,
-);
-
-/// The checks made during the handshake: stream id, application, the directory's
-/// admission, and encryption on both sides or neither.
+/// The handshake-time checks: stream id, application, connection limit and the directory's
+/// admission; the passphrase the caller must use.
 fn admit<D: EventDirectory>(
-    request: &ConnectionRequest,
-    stream_id: &str,
-    peer: SocketAddr,
+    caller: &Caller<'_>,
+    full: bool,
     directory: &D,
     config: &SrtConfig,
-) -> Result<Admitted, Refusal> {
+) -> Result<Option<String>, Refusal> {
+    let request = publish_request(caller.stream_id, caller.peer, config)?;
+    if full {
+        return Err(Refusal::Overload);
+    }
+    let admission = directory
+        .admit(&request.as_request())
+        .map_err(Refusal::Directory)?;
+    Ok(admission.srt_passphrase)
+}
+
+struct Request<'a> {
+    app: &'a str,
+    stream_key: &'a str,
+    peer: SocketAddr,
+}
+
+impl Request<'_> {
+    fn as_request(&self) -> PublishRequest<'_> {
+        PublishRequest {
+            app: self.app,
+            stream_key: self.stream_key,
+            peer: self.peer,
+        }
+    }
+}
+
+fn publish_request<'a>(
+    stream_id: &'a str,
+    peer: SocketAddr,
+    config: &'a SrtConfig,
+) -> Result<Request<'a>, Refusal> {
     let parsed = streamid::parse(stream_id).map_err(|e| match e {
         StreamIdError::Malformed => Refusal::BadStreamId,
         StreamIdError::NotPublish => Refusal::NotPublish,
@@ -212,52 +235,70 @@ fn admit<D: EventDirectory>(
     if app != config.app {
         return Err(Refusal::UnknownApp);
     }
-    let publish = PublishRequest {
+    Ok(Request {
         app,
         stream_key: parsed.stream_key,
         peer,
-    };
-    let admission = directory.admit(&publish).map_err(Refusal::Directory)?;
-    // srt-tokio needs the caller's key size; a caller that announces none has no passphrase.
-    let keys = match (admission.srt_passphrase, request.key_size()) {
-        (None, KeySize::Unspecified) => None,
-        (Some(_), KeySize::Unspecified) | (None, _) => return Err(Refusal::Unencrypted),
-        (Some(passphrase), key_size) => Some(srt_protocol::settings::KeySettings {
-            key_size,
-            passphrase: Passphrase::try_from(passphrase).map_err(|_| Refusal::Unencrypted)?,
-        }),
-    };
-    Ok(((app.to_string(), parsed.stream_key.to_string()), keys))
+    })
+}
+
+/// Serves one accepted caller: authorizes it, then receives its stream until it ends.
+fn connection<D: EventDirectory>(socket: Socket, directory: &D, config: &SrtConfig) {
+    let stream_id = socket.stream_id().unwrap_or_default();
+    let session = publish_request(&stream_id, socket.peer(), config)
+        .map_err(Refusal::reason)
+        .and_then(|r| {
+            directory
+                .authorize(&r.as_request())
+                .map_err(Rejection::reason)
+        });
+    match session {
+        Ok(session) => {
+            tracing::info!(latency = ?socket.latency(), "srt publisher accepted");
+            receive(&socket, session, config);
+        }
+        Err(reason) => {
+            metrics::counter!("weir_ingest_rejected_total", "reason" => reason).increment(1);
+            tracing::warn!(reason, "srt publisher refused after its handshake");
+        }
+    }
 }
 
 /// Demuxes what the caller sends into `session` until the caller goes away or is idle.
-async fn receive<S: PublishSession>(mut socket: SrtSocket, mut session: S, config: &SrtConfig) {
+fn receive<S: PublishSession>(socket: &Socket, mut session: S, config: &SrtConfig) {
     let mut demuxer = TsDemuxer::new();
     let mut events = Vec::new();
-    let mut statistics = socket.statistics().clone();
-    let mut recorder = stats::Recorder::new(session.event_id(), socket.settings().rtt);
+    let mut recorder = stats::Recorder::new(session.event_id());
+    let mut buf = vec![0u8; 1_500];
+    let mut last_stats = Instant::now();
+    if let Err(e) = socket.set_receive_timeout(config.idle_timeout) {
+        tracing::warn!(error = %e, "srt socket");
+        return;
+    }
     loop {
-        tokio::select! {
-            next = tokio::time::timeout(config.idle_timeout, socket.next()) => match next {
-                Ok(Some(Ok((_, bytes)))) => {
-                    demuxer.push(&bytes, &mut events);
-                    deliver(&mut events, &mut session);
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "srt receive failed");
-                    break;
-                }
-                Ok(None) => {
-                    tracing::info!("srt publisher disconnected");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!("srt publisher idle; dropping it");
-                    break;
-                }
-            },
-            Some(s) = statistics.next() => recorder.record(&s),
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                demuxer.push(&buf[..n], &mut events);
+                deliver(&mut events, &mut session);
+            }
+            Err(e) if e.is_timeout() => {
+                tracing::warn!("srt publisher idle; dropping it");
+                break;
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "srt publisher disconnected");
+                break;
+            }
         }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Ok(s) = socket.stats() {
+                recorder.record(&s);
+            }
+        }
+    }
+    if let Ok(s) = socket.stats() {
+        recorder.record(&s);
     }
     demuxer.finish(&mut events);
     deliver(&mut events, &mut session);
