@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --bin weir
 RTMP=${WEIR_RTMP:-127.0.0.1:1935} EDGE=${WEIR_EDGE:-127.0.0.1:8080} ORIGIN=${WEIR_ORIGIN:-127.0.0.1:8081}
-target/release/weir serve --rtmp-listen "$RTMP" --edge-listen "$EDGE" --origin-listen "$ORIGIN" &
+SRT=${WEIR_SRT:-127.0.0.1:9000}
+target/release/weir serve --rtmp-listen "$RTMP" --edge-listen "$EDGE" --origin-listen "$ORIGIN" --srt-listen "$SRT" &
 WEIR=$!
 trap 'kill $WEIR ${FF:-} 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 50); do (exec 3<>/dev/tcp/${RTMP%:*}/${RTMP#*:}) 2>/dev/null && break; sleep 0.1; done
