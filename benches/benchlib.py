@@ -73,7 +73,7 @@ class Weir:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         a = dict(kv.split("=") for kv in line.split()[2:])
-        self.rtmp, self.origin, self.edge = a["rtmp"], a["origin"], a["edge"]
+        self.rtmp, self.origin, self.edge, self.srt = a["rtmp"], a["origin"], a["edge"], a.get("srt")
 
     def publish_url(self, key): return f"rtmp://{self.rtmp}/live/{key}-key-0000"
     def playlist(self, key, edge=False, rendition="source"):

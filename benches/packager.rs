@@ -40,8 +40,8 @@ fn load() -> (Vec<(u32, Tag)>, u64) {
     let mut last_ts = 0;
     for (kind, ts, body) in file_tags(&file) {
         let tag = match kind {
-            8 => parse_audio(ts, body),
-            9 => parse_video(ts, body),
+            8 => parse_audio(i64::from(ts), body),
+            9 => parse_video(i64::from(ts), body),
             _ => continue,
         };
         last_ts = last_ts.max(ts);

@@ -19,8 +19,8 @@ fn main() -> anyhow::Result<()> {
     for (kind, ts, body) in file_tags(&file) {
         let now = t0 + Duration::from_millis(u64::from(ts));
         let tag = match kind {
-            8 => parse_audio(ts, body),
-            9 => parse_video(ts, body),
+            8 => parse_audio(i64::from(ts), body),
+            9 => parse_video(i64::from(ts), body),
             _ => continue,
         };
         match tag? {

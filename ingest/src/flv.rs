@@ -39,11 +39,12 @@ pub enum TagError {
     Config(#[from] MediaError),
 }
 
-/// Parses an FLV VIDEODATA body whose RTMP timestamp is `timestamp_ms`.
+/// Parses an FLV VIDEODATA body whose timestamp is `timestamp_ms` (unwrapped: RTMP's 32-bit
+/// clock extended past its wrap by the caller).
 ///
 /// # Errors
 /// [`TagError`] for a truncated body, a codec other than H.264, or a bad `avcC`.
-pub fn parse_video(timestamp_ms: u32, data: Bytes) -> Result<Tag, TagError> {
+pub fn parse_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
     let Some(&first) = data.first() else {
         return Ok(Tag::Nothing);
     };
@@ -74,7 +75,7 @@ pub fn parse_video(timestamp_ms: u32, data: Bytes) -> Result<Tag, TagError> {
         }
         1 if data.len() > 5 => Ok(Tag::Frame(Frame {
             track: TrackKind::Video,
-            dts: Timestamp::new(i64::from(timestamp_ms), Timescale::MILLIS),
+            dts: Timestamp::new(timestamp_ms, Timescale::MILLIS),
             composition_offset: cts,
             keyframe: frame_type == 1,
             data: data.slice(5..),
@@ -83,11 +84,12 @@ pub fn parse_video(timestamp_ms: u32, data: Bytes) -> Result<Tag, TagError> {
     }
 }
 
-/// Parses an FLV AUDIODATA body whose RTMP timestamp is `timestamp_ms`.
+/// Parses an FLV AUDIODATA body whose timestamp is `timestamp_ms` (unwrapped, as for
+/// [`parse_video`]).
 ///
 /// # Errors
 /// [`TagError`] for a truncated body, a format other than AAC, or a bad AudioSpecificConfig.
-pub fn parse_audio(timestamp_ms: u32, data: Bytes) -> Result<Tag, TagError> {
+pub fn parse_audio(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
     let Some(&first) = data.first() else {
         return Ok(Tag::Nothing);
     };
@@ -111,7 +113,7 @@ pub fn parse_audio(timestamp_ms: u32, data: Bytes) -> Result<Tag, TagError> {
         }
         1 if data.len() > 2 => Ok(Tag::Frame(Frame {
             track: TrackKind::Audio,
-            dts: Timestamp::new(i64::from(timestamp_ms), Timescale::MILLIS),
+            dts: Timestamp::new(timestamp_ms, Timescale::MILLIS),
             composition_offset: 0,
             keyframe: true,
             data: data.slice(2..),

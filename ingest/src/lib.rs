@@ -16,6 +16,7 @@
 //!                                  --MPEG-TS--> TsDemuxer --> PublishSession::{track, frame}
 //! ```
 
+mod clock;
 mod flv;
 mod nal;
 mod rtmp;

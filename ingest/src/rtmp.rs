@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::clock::{Unwrapper, WRAP_32};
 use crate::flv::{self, Tag};
 use crate::{EventDirectory, IngestError, PublishRequest, PublishSession};
 
@@ -92,6 +93,9 @@ struct Connection<D: EventDirectory> {
     directory: Arc<D>,
     config: Arc<RtmpConfig>,
     publisher: Option<D::Session>,
+    /// RTMP's 32-bit millisecond clock, extended past its wrap (49.7 days) so a long
+    /// publish continues without a discontinuity.
+    clock: Unwrapper,
 }
 
 impl<D: EventDirectory> Connection<D> {
@@ -107,6 +111,7 @@ impl<D: EventDirectory> Connection<D> {
             directory,
             config,
             publisher: None,
+            clock: Unwrapper::new(WRAP_32),
         }
     }
 
@@ -268,13 +273,15 @@ impl<D: EventDirectory> Connection<D> {
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
             } => {
-                self.media(flv::parse_video(timestamp.value, data));
+                let ms = self.clock.unwrap(u64::from(timestamp.value));
+                self.media(flv::parse_video(ms, data));
                 Ok(None)
             }
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
             } => {
-                self.media(flv::parse_audio(timestamp.value, data));
+                let ms = self.clock.unwrap(u64::from(timestamp.value));
+                self.media(flv::parse_audio(ms, data));
                 Ok(None)
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {

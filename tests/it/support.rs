@@ -558,3 +558,95 @@ pub(crate) fn last_part(text: &str) -> Option<(u64, u32, String)> {
     let (msn, part) = file.split_once('.')?;
     Some((msn.parse().ok()?, part.parse().ok()?, hint))
 }
+
+/// Publishes FLV `tags` (kind 8/9, RTMP timestamp in ms, body) to weir's RTMP listener at
+/// `addr` with rml_rtmp's client session, as fast as the socket takes them, with exactly the
+/// timestamps given (ffmpeg's FLV muxer cannot send timestamps past 2^31 ms).
+pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, bytes::Bytes)]) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+    use rml_rtmp::time::RtmpTimestamp;
+    use std::io::Write;
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut handshake = Handshake::new(PeerType::Client);
+    stream
+        .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
+        .unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    let leftover = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "weir closed the connection during the handshake");
+        match handshake.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).unwrap()
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                stream.write_all(&response_bytes).unwrap();
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut session, initial) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let send = |stream: &mut std::net::TcpStream, results: Vec<ClientSessionResult>| {
+        let mut events = Vec::new();
+        for r in results {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => stream.write_all(&p.bytes).unwrap(),
+                ClientSessionResult::RaisedEvent(e) => events.push(e),
+                ClientSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        events
+    };
+    send(&mut stream, initial);
+    let mut pending = leftover;
+    let mut wait = |stream: &mut std::net::TcpStream,
+                    session: &mut ClientSession,
+                    want: fn(&ClientSessionEvent) -> bool| loop {
+        let input = if pending.is_empty() {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "weir closed the RTMP connection");
+            buf[..n].to_vec()
+        } else {
+            std::mem::take(&mut pending)
+        };
+        let results = session.handle_input(&input).unwrap();
+        if send(stream, results).iter().any(want) {
+            return;
+        }
+    };
+    let r = session.request_connection("live".into()).unwrap();
+    send(&mut stream, vec![r]);
+    wait(&mut stream, &mut session, |e| {
+        matches!(e, ClientSessionEvent::ConnectionRequestAccepted)
+    });
+    let r = session
+        .request_publishing(key.into(), PublishRequestType::Live)
+        .unwrap();
+    send(&mut stream, vec![r]);
+    wait(&mut stream, &mut session, |e| {
+        matches!(e, ClientSessionEvent::PublishRequestAccepted)
+    });
+    for (kind, ts, body) in tags {
+        let at = RtmpTimestamp::new(*ts);
+        let r = match kind {
+            9 => session.publish_video_data(body.clone(), at, false),
+            8 => session.publish_audio_data(body.clone(), at, false),
+            _ => continue,
+        };
+        send(&mut stream, vec![r.unwrap()]);
+    }
+    let r = session.stop_publishing().unwrap();
+    send(&mut stream, r);
+    stream.flush().unwrap();
+}

@@ -150,3 +150,39 @@ fn an_audio_gap_resyncs_and_keeps_audio_and_video_within_a_frame() {
         );
     }
 }
+
+#[test]
+fn rtmp_timestamps_continue_across_the_32_bit_wrap() {
+    // The re-encoded clip (two plays, 2 s GOPs) with RTMP timestamps starting 4 s before
+    // 2^32 ms (49.7 days of publishing): they wrap to 0 mid-stream.
+    let file = flv(BBB, 2, true);
+    let data = bytes::Bytes::from(std::fs::read(&file).unwrap());
+    let base = u32::MAX - 4_000;
+    let tags: Vec<(u8, u32, bytes::Bytes)> = weir_ingest::file_tags(&data)
+        .filter(|(kind, _, _)| matches!(kind, 8 | 9))
+        .map(|(kind, ts, body)| (kind, base.wrapping_add(ts), body))
+        .collect();
+    assert!(tags.iter().any(|t| t.1 < 10_000) && tags.iter().any(|t| t.1 > base));
+    let ts = flv_video_timestamps(&file);
+    let published = f64::from(ts[ts.len() - 1] - ts[0] + 40) / 1000.0;
+    let weir = Weir::serve("[packager]\nwindow_segments = 20\n");
+    rtmp_publish_tags(weir.rtmp.unwrap(), STREAM_KEY, &tags);
+    wait_for("the session to end", Duration::from_secs(30), || {
+        weir.log().contains("publisher session ended").then_some(())
+    });
+    let jumps = metric(
+        &weir,
+        "weir_packager_timestamp_jumps_total",
+        r#"event="it""#,
+    );
+    assert_eq!(jumps, 0.0, "the wrap was taken for a jump\n{}", weir.log());
+    let video = media_playlist(&weir.origin_url("/live/it/source/index.m3u8"));
+    assert!(video.segments.iter().all(|s| !s.discontinuity));
+    let listed: f64 = video.segments.iter().map(|s| f64::from(s.duration)).sum();
+    assert!(
+        (listed - published).abs() < 0.1,
+        "listed {listed} s of {published} s"
+    );
+    let audio = media_playlist(&weir.origin_url("/live/it/audio/index.m3u8"));
+    assert_eq!(audio.segments.len(), video.segments.len());
+}

@@ -11,7 +11,6 @@
 //! fails and recovers at the next sync byte, section or PES start.
 
 mod adts;
-mod clock;
 mod h264;
 mod packet;
 mod pes;
@@ -26,7 +25,7 @@ use weir_media::{
     AAC_SAMPLES_PER_FRAME,
 };
 
-use clock::Unwrapper;
+use crate::clock::{Unwrapper, WRAP_33};
 use packet::{Continuity, Packet, NULL_PID, PACKET_SIZE, PAT_PID, SYNC_BYTE};
 use pes::{Pes, PesAssembler};
 use psi::SectionBuffer;
@@ -104,7 +103,7 @@ struct Stream {
 }
 
 /// The demuxer: push bytes as they arrive (any split), collect events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TsDemuxer {
     partial: Vec<u8>,
     skipping: bool,
@@ -128,12 +127,31 @@ pub struct TsDemuxer {
 /// 25 fps video with 48 kHz audio); past it, the stream starts without that track.
 const MAX_HELD: usize = 300;
 
+impl Default for TsDemuxer {
+    fn default() -> Self {
+        TsDemuxer::new()
+    }
+}
+
 impl TsDemuxer {
     /// A demuxer that has seen nothing yet.
     pub fn new() -> TsDemuxer {
         TsDemuxer {
+            partial: Vec::new(),
+            skipping: false,
+            continuity: HashMap::new(),
+            pat: SectionBuffer::default(),
+            pmt: SectionBuffer::default(),
+            pmt_pid: None,
+            reported: Vec::new(),
+            video: None,
+            audio: None,
+            clock: Unwrapper::new(WRAP_33),
+            avc: None,
+            aac: None,
             need_keyframe: true,
-            ..TsDemuxer::default()
+            held: Vec::new(),
+            started: false,
         }
     }
 
@@ -322,7 +340,7 @@ impl TsDemuxer {
             return;
         };
         let dts = self.clock.unwrap(pes.dts.unwrap_or(pts));
-        let pts = Unwrapper::near(dts, pts);
+        let pts = self.clock.near(dts, pts);
         match codec {
             Codec::H264 => self.video_frame(&pes, dts, pts, out),
             Codec::Aac => self.audio_frames(&pes, pts, out),
