@@ -32,6 +32,7 @@ struct Event {
     id: EventId,
     stream_key: StreamKey,
     srt_passphrase: Option<SrtPassphrase>,
+    max_ingest_bitrate_bps: u64,
     ladder: LadderSettings,
     state: Arc<Mutex<EventState>>,
 }
@@ -79,6 +80,7 @@ impl<S: Store> Directory<S> {
                     id,
                     stream_key: e.stream_key.clone(),
                     srt_passphrase: e.srt_passphrase.clone(),
+                    max_ingest_bitrate_bps: e.max_ingest_bitrate_bps,
                     ladder: e.ladder.clone(),
                     state: Arc::new(Mutex::new(EventState {
                         packager: Packager::new(config),
@@ -184,7 +186,11 @@ impl<S: Store> EventDirectory for Directory<S> {
                 }
             }
         };
-        Ok(Publisher { sink, transcoder })
+        Ok(Publisher {
+            sink,
+            transcoder,
+            max_ingest_bitrate_bps: event.max_ingest_bitrate_bps,
+        })
     }
 }
 
@@ -281,11 +287,16 @@ impl<S: Store> RenditionSink for EventSink<S> {
 pub(crate) struct Publisher<S: Store> {
     sink: EventSink<S>,
     transcoder: Option<Transcoder>,
+    max_ingest_bitrate_bps: u64,
 }
 
 impl<S: Store> PublishSession for Publisher<S> {
     fn event_id(&self) -> &str {
         self.sink.event.as_str()
+    }
+
+    fn max_ingest_bitrate(&self) -> u64 {
+        self.max_ingest_bitrate_bps
     }
 
     fn track(&mut self, info: TrackInfo) {

@@ -145,6 +145,9 @@ pub struct EventSettings {
     /// The passphrase SRT publishers of this event must encrypt with; none by default
     /// (RTMP publishers are not affected).
     pub srt_passphrase: Option<SrtPassphrase>,
+    /// The most a publisher may send, bits per second averaged over 5 s; a publisher above it
+    /// is dropped. Default 50 000 kbit/s, 100..=1 000 000 kbit/s.
+    pub max_ingest_bitrate_bps: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -247,6 +250,7 @@ struct RawEvent {
     ladder: Option<String>,
     low_latency: Option<bool>,
     srt_passphrase: Option<String>,
+    max_ingest_kbps: Option<u64>,
 }
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
@@ -263,6 +267,7 @@ impl Config {
                 ladder: None,
                 low_latency: None,
                 srt_passphrase: None,
+                max_ingest_kbps: None,
             }],
             ..RawConfig::default()
         };
@@ -339,8 +344,16 @@ impl Config {
                 .srt_passphrase
                 .map(|p| srt::SrtPassphrase::new(&e.id, p))
                 .transpose()?;
+            let max_ingest_kbps = e.max_ingest_kbps.unwrap_or(50_000);
+            if !(100..=1_000_000).contains(&max_ingest_kbps) {
+                return Err(ConfigError::Invalid(format!(
+                    "events.max_ingest_kbps of {:?}: 100..=1000000",
+                    e.id
+                )));
+            }
             events.push(EventSettings {
                 srt_passphrase,
+                max_ingest_bitrate_bps: max_ingest_kbps * 1_000,
                 id: e.id,
                 stream_key: StreamKey(e.stream_key),
                 ladder,

@@ -18,6 +18,7 @@
 
 mod clock;
 mod flv;
+mod meter;
 mod nal;
 mod rtmp;
 mod srt;
@@ -131,6 +132,9 @@ pub trait EventDirectory: Send + Sync + 'static {
 pub trait PublishSession: Send + 'static {
     /// The id of the event the session publishes to (for metric labels and logs).
     fn event_id(&self) -> &str;
+    /// The most a publisher of this event may send, bits per second averaged over 5 s (all
+    /// protocol bytes: FLV/RTMP or TS payload); a publisher above it is dropped.
+    fn max_ingest_bitrate(&self) -> u64;
     /// A decoder configuration arrived (AVC or AAC sequence header).
     fn track(&mut self, info: TrackInfo);
     /// A coded frame arrived.
@@ -159,6 +163,16 @@ pub enum IngestError {
     /// The publish request was refused.
     #[error("publish refused: {0}")]
     Rejected(Rejection),
+    /// The publisher sent more than its event allows.
+    #[error(
+        "ingest bit rate {rate_bps} bit/s over 5 s is above the event's limit of {limit_bps} bit/s"
+    )]
+    BitrateExceeded {
+        /// The measured rate, bits per second.
+        rate_bps: u64,
+        /// The event's limit, bits per second.
+        limit_bps: u64,
+    },
 }
 
 impl IngestError {

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::clock::{Unwrapper, WRAP_32};
 use crate::flv::{self, Tag};
+use crate::meter::IngestMeter;
 use crate::{EventDirectory, IngestError, PublishRequest, PublishSession};
 
 /// Limits and names of the RTMP server.
@@ -96,6 +97,8 @@ struct Connection<D: EventDirectory> {
     /// RTMP's 32-bit millisecond clock, extended past its wrap (49.7 days) so a long
     /// publish continues without a discontinuity.
     clock: Unwrapper,
+    /// The publisher's bit rate against its event's limit, from the accepted publish on.
+    meter: Option<IngestMeter>,
 }
 
 impl<D: EventDirectory> Connection<D> {
@@ -112,6 +115,7 @@ impl<D: EventDirectory> Connection<D> {
             config,
             publisher: None,
             clock: Unwrapper::new(WRAP_32),
+            meter: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl<D: EventDirectory> Connection<D> {
             if n == 0 {
                 return Err(IngestError::ClientClosed);
             }
+            self.meter(n)?;
             let results = session
                 .handle_input(&buf[..n])
                 .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
@@ -253,6 +258,8 @@ impl<D: EventDirectory> Connection<D> {
                 };
                 match self.directory.authorize(&request) {
                     Ok(publisher) => {
+                        let limit = publisher.max_ingest_bitrate();
+                        self.meter = Some(IngestMeter::new(limit, std::time::Instant::now()));
                         self.publisher = Some(publisher);
                         Ok(Some(session.accept_request(request_id).map_err(protocol)?))
                     }
@@ -289,6 +296,24 @@ impl<D: EventDirectory> Connection<D> {
                 Ok(None)
             }
             _ => Ok(None),
+        }
+    }
+
+    /// Counts `bytes` against the event's ingest limit.
+    fn meter(&mut self, bytes: usize) -> Result<(), IngestError> {
+        let (Some(meter), Some(publisher)) = (self.meter.as_mut(), self.publisher.as_ref()) else {
+            return Ok(());
+        };
+        match meter.record(bytes, std::time::Instant::now()) {
+            None => Ok(()),
+            Some(rate_bps) => {
+                let limit_bps = publisher.max_ingest_bitrate();
+                metrics::counter!("weir_ingest_dropped_total", "reason" => "bitrate").increment(1);
+                Err(IngestError::BitrateExceeded {
+                    rate_bps,
+                    limit_bps,
+                })
+            }
         }
     }
 

@@ -135,3 +135,32 @@ fn bad_publishers_and_requests_are_refused_while_a_good_publisher_keeps_going() 
     let _ = good.kill();
     let _ = good.wait();
 }
+
+#[test]
+fn a_publisher_above_the_events_max_ingest_bitrate_is_dropped() {
+    // The clip re-encoded at 2 500 kbit/s, published in real time to an event that allows
+    // 1 000 kbit/s: dropped once 5 s have been measured, well before the 10.6 s clip ends.
+    let weir = Weir::serve(
+        "[[events]]\nid = \"small\"\nstream_key = \"small-key-0001\"\nladder = \"passthrough\"\nmax_ingest_kbps = 1000\n",
+    );
+    let file = flv(BBB, 2, true);
+    let (ok, _) = finish(
+        publish(&file, &weir.publish_url("small-key-0001"), true),
+        Duration::from_secs(60),
+    );
+    assert!(!ok, "ffmpeg published the whole clip");
+    wait_for("the drop to be logged", Duration::from_secs(10), || {
+        weir.log().contains("above the event's limit").then_some(())
+    });
+    let dropped = metric(&weir, "weir_ingest_dropped_total", r#"reason="bitrate""#);
+    assert_eq!(dropped, 1.0);
+    // What was published before the drop stays listed and playable.
+    let p = media_playlist(&weir.origin_url("/live/small/source/index.m3u8"));
+    assert!(!p.segments.is_empty());
+    // The event at the default limit takes the same feed.
+    let (ok, err) = finish(
+        publish(&file, &weir.publish_url(STREAM_KEY), false),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+}

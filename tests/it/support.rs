@@ -649,4 +649,8 @@ pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, b
     let r = session.stop_publishing().unwrap();
     send(&mut stream, r);
     stream.flush().unwrap();
+    // Close gracefully: closing with weir's acknowledgements unread would reset the
+    // connection, and weir could lose the end of the stream still in its socket buffer.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
 }

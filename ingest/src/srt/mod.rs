@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use weir_srt::{Caller, Decision, Listener, RejectReason, Socket};
 
+use crate::meter::IngestMeter;
 use crate::ts::{TsDemuxer, TsEvent};
 use crate::{EventDirectory, PublishRequest, PublishSession, Rejection};
 use streamid::StreamIdError;
@@ -271,6 +272,7 @@ fn receive<S: PublishSession>(socket: &Socket, mut session: S, config: &SrtConfi
     let mut recorder = stats::Recorder::new(session.event_id());
     let mut buf = vec![0u8; 1_500];
     let mut last_stats = Instant::now();
+    let mut meter = IngestMeter::new(session.max_ingest_bitrate(), Instant::now());
     if let Err(e) = socket.set_receive_timeout(config.idle_timeout) {
         tracing::warn!(error = %e, "srt socket");
         return;
@@ -278,6 +280,17 @@ fn receive<S: PublishSession>(socket: &Socket, mut session: S, config: &SrtConfi
     loop {
         match socket.recv(&mut buf) {
             Ok(n) => {
+                if let Some(rate) = meter.record(n, Instant::now()) {
+                    let limit = session.max_ingest_bitrate();
+                    metrics::counter!("weir_ingest_dropped_total", "reason" => "bitrate")
+                        .increment(1);
+                    tracing::warn!(
+                        rate_bps = rate,
+                        limit_bps = limit,
+                        "srt publisher above the event's max ingest bit rate; dropping it"
+                    );
+                    break;
+                }
                 demuxer.push(&buf[..n], &mut events);
                 deliver(&mut events, &mut session);
             }
