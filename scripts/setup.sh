@@ -37,6 +37,14 @@ fi
 # The LL-HLS playlist checker's independent parser (Python m3u8 >= 6 reads the LL-HLS tags).
 python3 -c 'import importlib.metadata as m, sys; sys.exit(int(m.version("m3u8").split(".")[0]) < 6)' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "m3u8>=6"
+# FFmpeg 9 (static, from PyPI's imageio-ffmpeg) for the Enhanced RTMP tests: Debian's FFmpeg
+# 5.1 cannot send HEVC or AV1 over RTMP. Installed into the project (.tools/), not the system.
+root_dir="$(cd "$(dirname "$0")/.." && pwd)"
+if ! ls "$root_dir"/.tools/imageio-ffmpeg/imageio_ffmpeg/binaries/ffmpeg-linux-* >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$root_dir/.tools/imageio-ffmpeg" "imageio-ffmpeg>=0.6"
+fi
+chmod +x "$root_dir"/.tools/imageio-ffmpeg/imageio_ffmpeg/binaries/ffmpeg-linux-*
 # The player test's hls.js and playwright-core (no browser download: Debian's chromium is used).
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -d "$root/tests/player/node_modules/hls.js" ] || [ ! -d "$root/tests/player/node_modules/playwright-core" ]; then

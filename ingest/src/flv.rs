@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use weir_media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, MediaError, Timescale, Timestamp, TrackInfo,
-    TrackKind,
+    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaError, Timescale, Timestamp,
+    TrackInfo, TrackKind,
 };
 
 /// What one FLV audio or video tag body holds.
@@ -25,8 +25,8 @@ pub enum TagError {
     /// The body is shorter than its headers.
     #[error("truncated FLV {0} tag")]
     Truncated(&'static str),
-    /// The codec is not one weir packages (video codec IDs other than 7/AVC, Enhanced RTMP
-    /// FourCC video, audio formats other than 10/AAC).
+    /// The codec is not one weir packages (legacy video codec IDs other than 7/AVC, Enhanced
+    /// RTMP FourCCs other than `avc1`/`hvc1` (AV1 not yet), audio formats other than 10/AAC).
     #[error("unsupported {kind} codec id {id}")]
     UnsupportedCodec {
         /// "video" or "audio".
@@ -43,13 +43,17 @@ pub enum TagError {
 /// clock extended past its wrap by the caller).
 ///
 /// # Errors
-/// [`TagError`] for a truncated body, a codec other than H.264, or a bad `avcC`.
+/// [`TagError`] for a truncated body, a codec other than H.264 (legacy or Enhanced RTMP
+/// `avc1`) or HEVC (Enhanced RTMP `hvc1`), or a bad `avcC`/`hvcC`.
 pub fn parse_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
     let Some(&first) = data.first() else {
         return Ok(Tag::Nothing);
     };
+    if first & 0x80 != 0 {
+        return parse_enhanced_video(timestamp_ms, data);
+    }
     let codec_id = first & 0x0f;
-    if first & 0x80 != 0 || codec_id != 7 {
+    if codec_id != 7 {
         return Err(TagError::UnsupportedCodec {
             kind: "video",
             id: codec_id,
@@ -146,6 +150,71 @@ pub fn file_tags(file: &Bytes) -> impl Iterator<Item = (u8, u32, Bytes)> + '_ {
     })
 }
 
+/// Parses an Enhanced RTMP video tag body (`IsExHeader` set; Veovera E-RTMP v1,
+/// "ExVideoTagHeader"): `avc1` and `hvc1` FourCCs, sequence start and coded frames.
+fn parse_enhanced_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
+    if data.len() < 5 {
+        return Err(TagError::Truncated("enhanced video"));
+    }
+    let frame_type = (data[0] >> 4) & 0x07;
+    let packet_type = data[0] & 0x0f;
+    let fourcc = [data[1], data[2], data[3], data[4]];
+    let hevc = match &fourcc {
+        b"hvc1" => true,
+        b"avc1" => false,
+        _ => {
+            return Err(TagError::UnsupportedCodec {
+                kind: "enhanced video",
+                id: data[1],
+            })
+        }
+    };
+    if frame_type == 5 {
+        return Ok(Tag::Nothing); // command frame
+    }
+    let body = data.slice(5..);
+    match packet_type {
+        // SequenceStart: the decoder configuration record.
+        0 => {
+            let codec = if hevc {
+                CodecConfig::H265(HevcConfig::parse(body)?)
+            } else {
+                CodecConfig::H264(AvcConfig::parse(body)?)
+            };
+            Ok(Tag::Config(TrackInfo {
+                kind: TrackKind::Video,
+                codec,
+            }))
+        }
+        // CodedFrames (SI24 composition time first) and CodedFramesX (composition time 0).
+        1 | 3 => {
+            let (cts, sample) = if packet_type == 1 {
+                if body.len() < 3 {
+                    return Err(TagError::Truncated("enhanced video"));
+                }
+                let cts =
+                    (i32::from(body[0]) << 24 | i32::from(body[1]) << 16 | i32::from(body[2]) << 8)
+                        >> 8;
+                (i64::from(cts), body.slice(3..))
+            } else {
+                (0, body)
+            };
+            if sample.is_empty() {
+                return Ok(Tag::Nothing);
+            }
+            Ok(Tag::Frame(Frame {
+                track: TrackKind::Video,
+                dts: Timestamp::new(timestamp_ms, Timescale::MILLIS),
+                composition_offset: cts,
+                keyframe: frame_type == 1,
+                data: sample,
+            }))
+        }
+        // SequenceEnd, Metadata (HDR), and what weir does not read (multitrack, ModEx).
+        _ => Ok(Tag::Nothing),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +254,44 @@ mod tests {
             panic!()
         };
         assert_eq!(t.codec.codec_string(), "mp4a.40.2");
+    }
+
+    #[test]
+    fn enhanced_rtmp_coded_frames_and_refusals() {
+        // hvc1 CodedFrames, keyframe, composition time 40 ms.
+        let mut tag = vec![0x91];
+        tag.extend_from_slice(b"hvc1");
+        tag.extend_from_slice(&[0, 0, 40, 0, 0, 0, 2, 0x26, 0x01]);
+        let Tag::Frame(f) = parse_video(5_000, Bytes::from(tag)).unwrap() else {
+            panic!("a frame");
+        };
+        assert!(f.keyframe);
+        assert_eq!((f.dts.ticks, f.composition_offset), (5_000, 40));
+        assert_eq!(&f.data[..], &[0, 0, 0, 2, 0x26, 0x01]);
+        // CodedFramesX: no composition time, inter frame.
+        let mut tag = vec![0xa3];
+        tag.extend_from_slice(b"hvc1");
+        tag.extend_from_slice(&[0, 0, 0, 2, 0x02, 0x01]);
+        let Tag::Frame(f) = parse_video(5_040, Bytes::from(tag)).unwrap() else {
+            panic!("a frame");
+        };
+        assert!(!f.keyframe && f.composition_offset == 0 && f.data.len() == 6);
+        // AV1 is not packaged yet; a command frame and metadata carry nothing.
+        let mut av1 = vec![0x90];
+        av1.extend_from_slice(b"av01");
+        assert!(matches!(
+            parse_video(0, Bytes::from(av1)),
+            Err(TagError::UnsupportedCodec { .. })
+        ));
+        for first in [0xd1u8, 0x94] {
+            let mut tag = vec![first];
+            tag.extend_from_slice(b"hvc1");
+            tag.extend_from_slice(&[0, 0, 0]);
+            assert!(matches!(parse_video(0, Bytes::from(tag)), Ok(Tag::Nothing)));
+        }
+        assert!(matches!(
+            parse_video(0, Bytes::from_static(&[0x90, b'h'])),
+            Err(TagError::Truncated(_))
+        ));
     }
 }

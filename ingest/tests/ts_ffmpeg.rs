@@ -86,6 +86,7 @@ fn demuxes_every_frame_ffmpeg_writes() {
         match c {
             CodecConfig::H264(v) => assert_eq!((v.width, v.height), (1280, 720)),
             CodecConfig::Aac(a) => assert_eq!(a.codec_string(), "mp4a.40.2"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 }

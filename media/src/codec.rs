@@ -13,6 +13,8 @@ pub const AAC_SAMPLES_PER_FRAME: u32 = 1_024;
 pub enum CodecConfig {
     /// H.264 / AVC.
     H264(AvcConfig),
+    /// H.265 / HEVC (packaged as `hvc1`).
+    H265(crate::HevcConfig),
     /// AAC (any object type carried in an MPEG-4 AudioSpecificConfig).
     Aac(AacConfig),
 }
@@ -22,7 +24,25 @@ impl CodecConfig {
     pub fn codec_string(&self) -> String {
         match self {
             CodecConfig::H264(c) => c.codec_string(),
+            CodecConfig::H265(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
+        }
+    }
+
+    /// A video codec's displayed size in pixels (`None` for audio).
+    pub fn picture_size(&self) -> Option<(u32, u32)> {
+        match self {
+            CodecConfig::H264(c) => Some((c.width, c.height)),
+            CodecConfig::H265(c) => Some((c.width, c.height)),
+            CodecConfig::Aac(_) => None,
+        }
+    }
+
+    /// The frame rate the parameter sets declare, when they do (H.264 VUI timing).
+    pub fn declared_frame_rate(&self) -> Option<f64> {
+        match self {
+            CodecConfig::H264(c) => c.frame_rate,
+            CodecConfig::H265(_) | CodecConfig::Aac(_) => None,
         }
     }
 
@@ -30,7 +50,7 @@ impl CodecConfig {
     /// rate for audio (so that one AAC frame is exactly 1 024 ticks).
     pub fn timescale(&self) -> Timescale {
         match self {
-            CodecConfig::H264(_) => Timescale::MPEG_90K,
+            CodecConfig::H264(_) | CodecConfig::H265(_) => Timescale::MPEG_90K,
             CodecConfig::Aac(c) => c.timescale(),
         }
     }

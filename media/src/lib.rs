@@ -18,10 +18,12 @@
 mod codec;
 mod error;
 mod frame;
+mod hevc;
 mod time;
 
 // The public interface.
 pub use codec::{AacConfig, AvcConfig, CodecConfig, AAC_SAMPLES_PER_FRAME};
 pub use error::MediaError;
 pub use frame::{Frame, TrackInfo, TrackKind};
+pub use hevc::HevcConfig;
 pub use time::{Timescale, Timestamp};

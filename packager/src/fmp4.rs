@@ -80,10 +80,7 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
     end(&mut buf, b);
 
     let trak = begin(&mut buf, b"trak");
-    let (width, height) = match &track.codec {
-        CodecConfig::H264(avc) => (avc.width, avc.height),
-        CodecConfig::Aac(_) => (0, 0),
-    };
+    let (width, height) = track.codec.picture_size().unwrap_or((0, 0));
     let is_audio = matches!(track.codec, CodecConfig::Aac(_));
     let b = begin_full(&mut buf, b"tkhd", 0, 0x3); // enabled | in_movie
     buf.put_u32(0);
@@ -144,23 +141,10 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
     buf.put_u32(1);
     match &track.codec {
         CodecConfig::H264(avc) => {
-            let entry = begin(&mut buf, b"avc1");
-            buf.put_bytes(0, 6);
-            buf.put_u16(1); // data_reference_index
-            buf.put_bytes(0, 16); // pre_defined, reserved
-            buf.put_u16(width as u16);
-            buf.put_u16(height as u16);
-            buf.put_u32(0x0048_0000); // 72 dpi
-            buf.put_u32(0x0048_0000);
-            buf.put_u32(0);
-            buf.put_u16(1); // frame_count
-            buf.put_bytes(0, 32); // compressorname
-            buf.put_u16(0x0018); // depth
-            buf.put_i16(-1);
-            let b = begin(&mut buf, b"avcC");
-            buf.put_slice(avc.record());
-            end(&mut buf, b);
-            end(&mut buf, entry);
+            visual_sample_entry(&mut buf, b"avc1", b"avcC", avc.record(), width, height)
+        }
+        CodecConfig::H265(hevc) => {
+            visual_sample_entry(&mut buf, b"hvc1", b"hvcC", hevc.record(), width, height)
         }
         CodecConfig::Aac(aac) => {
             let entry = begin(&mut buf, b"mp4a");
@@ -282,6 +266,35 @@ pub(crate) fn fragment(sequence_number: u32, base_decode_time: u64, samples: &[S
         buf.put_slice(&s.data);
     }
     buf.freeze()
+}
+
+/// A `VisualSampleEntry` (ISO/IEC 14496-12 §12.1.3) of type `entry_type` (`avc1`, `hvc1`)
+/// holding the decoder configuration record in a `config_type` box (`avcC`, `hvcC`).
+fn visual_sample_entry(
+    buf: &mut BytesMut,
+    entry_type: &[u8; 4],
+    config_type: &[u8; 4],
+    record: &[u8],
+    width: u32,
+    height: u32,
+) {
+    let entry = begin(buf, entry_type);
+    buf.put_bytes(0, 6);
+    buf.put_u16(1); // data_reference_index
+    buf.put_bytes(0, 16); // pre_defined, reserved
+    buf.put_u16(width as u16);
+    buf.put_u16(height as u16);
+    buf.put_u32(0x0048_0000); // 72 dpi
+    buf.put_u32(0x0048_0000);
+    buf.put_u32(0);
+    buf.put_u16(1); // frame_count
+    buf.put_bytes(0, 32); // compressorname
+    buf.put_u16(0x0018); // depth
+    buf.put_i16(-1);
+    let b = begin(buf, config_type);
+    buf.put_slice(record);
+    end(buf, b);
+    end(buf, entry);
 }
 
 #[cfg(test)]

@@ -206,12 +206,12 @@ impl Publication {
                         average_bandwidth: playlist.average_bps(),
                     });
                 }
-                CodecConfig::H264(avc) => videos.push(VariantInfo {
+                CodecConfig::H264(_) | CodecConfig::H265(_) => videos.push(VariantInfo {
                     bandwidth,
                     average_bandwidth: playlist.average_bps(),
                     codecs: e.info.codec.codec_string(),
-                    resolution: Some((avc.width, avc.height)),
-                    frame_rate: e.frame_rate.or(avc.frame_rate),
+                    resolution: e.info.codec.picture_size(),
+                    frame_rate: e.frame_rate.or(e.info.codec.declared_frame_rate()),
                     rendition: e.rendition.clone(),
                 }),
             }

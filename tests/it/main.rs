@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod edge;
+mod ertmp;
 mod ladder;
 mod live;
 mod lowlatency;

@@ -11,6 +11,15 @@ use ffmpeg_next as ffmpeg;
 use weir_config::VideoEncoding;
 use weir_media::{AvcConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
+/// What the decoder needs to know of the source video: H.264 or HEVC.
+struct SourceVideo {
+    /// Parameter sets (SPS/PPS, or VPS/SPS/PPS), put before every keyframe in Annex B.
+    parameter_sets: Vec<Vec<u8>>,
+    nal_length_size: u8,
+    /// From the H.264 SPS VUI, when written.
+    frame_rate: Option<f64>,
+}
+
 use super::{ff, Pace, RenditionSink, TranscodeError, TranscoderConfig};
 use crate::nal::{self, NAL_PPS, NAL_SPS};
 
@@ -79,7 +88,7 @@ pub fn x264_options(rung: &VideoEncoding, gop_frames: u32) -> Vec<(&'static str,
 pub(super) struct VideoPath {
     event: String,
     decoder: ffmpeg::decoder::Video,
-    source: AvcConfig,
+    source: SourceVideo,
     target_ms: i64,
     /// Force keyframes only where the source has one (a passthrough rung is in the ladder).
     follow_source_keyframes: bool,
@@ -109,11 +118,36 @@ struct Rung {
 
 impl VideoPath {
     pub(super) fn new(config: &TranscoderConfig, info: &TrackInfo) -> Result<Self, TranscodeError> {
-        let CodecConfig::H264(avc) = &info.codec else {
-            return Err(TranscodeError::MissingCodec("video other than H.264"));
+        let (id, name, source) = match &info.codec {
+            CodecConfig::H264(avc) => (
+                ffmpeg::codec::Id::H264,
+                "h264",
+                SourceVideo {
+                    parameter_sets: avc
+                        .parameter_sets()
+                        .into_iter()
+                        .map(<[u8]>::to_vec)
+                        .collect(),
+                    nal_length_size: avc.nal_length_size,
+                    frame_rate: avc.frame_rate,
+                },
+            ),
+            CodecConfig::H265(hevc) => (
+                ffmpeg::codec::Id::HEVC,
+                "hevc",
+                SourceVideo {
+                    parameter_sets: hevc
+                        .parameter_sets()
+                        .into_iter()
+                        .map(<[u8]>::to_vec)
+                        .collect(),
+                    nal_length_size: hevc.nal_length_size,
+                    frame_rate: None,
+                },
+            ),
+            CodecConfig::Aac(_) => return Err(TranscodeError::MissingCodec("video")),
         };
-        let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::H264)
-            .ok_or(TranscodeError::MissingCodec("h264"))?;
+        let codec = ffmpeg::decoder::find(id).ok_or(TranscodeError::MissingCodec(name))?;
         let mut context = ffmpeg::codec::context::Context::new_with_codec(codec);
         // As the ffmpeg CLI does: frame threads, as many as FFmpeg picks for the machine.
         // (Slice threads would save about 100 ms of latency, but the decoder then runs
@@ -126,11 +160,11 @@ impl VideoPath {
         let decoder = context
             .decoder()
             .video()
-            .map_err(ff("open the H.264 decoder"))?;
+            .map_err(ff("open the video decoder"))?;
         Ok(VideoPath {
             event: config.event.clone(),
             decoder,
-            source: avc.clone(),
+            source,
             target_ms: config.segment_target.as_millis() as i64,
             follow_source_keyframes: config.ladder.video.iter().any(|v| v.encoding.is_none()),
             rungs: config
@@ -169,14 +203,14 @@ impl VideoPath {
     ) {
         self.annex_b.clear();
         if frame.keyframe {
-            for set in self.source.parameter_sets() {
+            for set in &self.source.parameter_sets {
                 self.annex_b.extend_from_slice(&[0, 0, 0, 1]);
                 self.annex_b.extend_from_slice(set);
             }
         }
         let length_size = usize::from(self.source.nal_length_size);
         if !nal::to_annex_b(&frame.data, length_size, &mut self.annex_b) {
-            tracing::debug!(event = %self.event, "malformed H.264 sample; decoding what it holds");
+            tracing::debug!(event = %self.event, "malformed video sample; decoding what it holds");
         }
         let dts = frame.dts.rescale(Timescale::MILLIS);
         let pts = Timestamp::new(
