@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use weir_media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaError, Timescale, Timestamp,
-    TrackInfo, TrackKind,
+    AacConfig, Av1Config, AvcConfig, CodecConfig, Frame, HevcConfig, MediaError, Timescale,
+    Timestamp, TrackInfo, TrackKind,
 };
 
 /// What one FLV audio or video tag body holds.
@@ -26,7 +26,7 @@ pub enum TagError {
     #[error("truncated FLV {0} tag")]
     Truncated(&'static str),
     /// The codec is not one weir packages (legacy video codec IDs other than 7/AVC, Enhanced
-    /// RTMP FourCCs other than `avc1`/`hvc1` (AV1 not yet), audio formats other than 10/AAC).
+    /// RTMP FourCCs other than `avc1`/`hvc1`/`av01`, audio formats other than 10/AAC).
     #[error("unsupported {kind} codec id {id}")]
     UnsupportedCodec {
         /// "video" or "audio".
@@ -44,7 +44,7 @@ pub enum TagError {
 ///
 /// # Errors
 /// [`TagError`] for a truncated body, a codec other than H.264 (legacy or Enhanced RTMP
-/// `avc1`) or HEVC (Enhanced RTMP `hvc1`), or a bad `avcC`/`hvcC`.
+/// `avc1`), HEVC or AV1 (Enhanced RTMP `hvc1`, `av01`), or a bad configuration record.
 pub fn parse_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
     let Some(&first) = data.first() else {
         return Ok(Tag::Nothing);
@@ -151,7 +151,7 @@ pub fn file_tags(file: &Bytes) -> impl Iterator<Item = (u8, u32, Bytes)> + '_ {
 }
 
 /// Parses an Enhanced RTMP video tag body (`IsExHeader` set; Veovera E-RTMP v1,
-/// "ExVideoTagHeader"): `avc1` and `hvc1` FourCCs, sequence start and coded frames.
+/// "ExVideoTagHeader"): `avc1`, `hvc1` and `av01` FourCCs, sequence start and coded frames.
 fn parse_enhanced_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError> {
     if data.len() < 5 {
         return Err(TagError::Truncated("enhanced video"));
@@ -159,9 +159,16 @@ fn parse_enhanced_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError>
     let frame_type = (data[0] >> 4) & 0x07;
     let packet_type = data[0] & 0x0f;
     let fourcc = [data[1], data[2], data[3], data[4]];
-    let hevc = match &fourcc {
-        b"hvc1" => true,
-        b"avc1" => false,
+    #[derive(PartialEq)]
+    enum Kind {
+        Avc,
+        Hevc,
+        Av1,
+    }
+    let kind = match &fourcc {
+        b"hvc1" => Kind::Hevc,
+        b"avc1" => Kind::Avc,
+        b"av01" => Kind::Av1,
         _ => {
             return Err(TagError::UnsupportedCodec {
                 kind: "enhanced video",
@@ -176,19 +183,20 @@ fn parse_enhanced_video(timestamp_ms: i64, data: Bytes) -> Result<Tag, TagError>
     match packet_type {
         // SequenceStart: the decoder configuration record.
         0 => {
-            let codec = if hevc {
-                CodecConfig::H265(HevcConfig::parse(body)?)
-            } else {
-                CodecConfig::H264(AvcConfig::parse(body)?)
+            let codec = match kind {
+                Kind::Hevc => CodecConfig::H265(HevcConfig::parse(body)?),
+                Kind::Avc => CodecConfig::H264(AvcConfig::parse(body)?),
+                Kind::Av1 => CodecConfig::Av1(Av1Config::parse(body)?),
             };
             Ok(Tag::Config(TrackInfo {
                 kind: TrackKind::Video,
                 codec,
             }))
         }
-        // CodedFrames (SI24 composition time first) and CodedFramesX (composition time 0).
+        // CodedFrames (SI24 composition time first, except for AV1, which has none) and
+        // CodedFramesX (composition time 0).
         1 | 3 => {
-            let (cts, sample) = if packet_type == 1 {
+            let (cts, sample) = if packet_type == 1 && kind != Kind::Av1 {
                 if body.len() < 3 {
                     return Err(TagError::Truncated("enhanced video"));
                 }
@@ -276,9 +284,20 @@ mod tests {
             panic!("a frame");
         };
         assert!(!f.keyframe && f.composition_offset == 0 && f.data.len() == 6);
-        // AV1 is not packaged yet; a command frame and metadata carry nothing.
+        // av01 CodedFrames carry no composition time: the OBUs start right after the FourCC.
+        let mut tag = vec![0x91];
+        tag.extend_from_slice(b"av01");
+        tag.extend_from_slice(&[0x12, 0x00, 0x0a, 0x0b]);
+        let Tag::Frame(f) = parse_video(0, Bytes::from(tag)).unwrap() else {
+            panic!("a frame");
+        };
+        assert_eq!(
+            (&f.data[..], f.composition_offset),
+            (&[0x12, 0x00, 0x0a, 0x0b][..], 0)
+        );
+        // Other FourCCs (VP9) are not packaged; a command frame and metadata carry nothing.
         let mut av1 = vec![0x90];
-        av1.extend_from_slice(b"av01");
+        av1.extend_from_slice(b"vp09");
         assert!(matches!(
             parse_video(0, Bytes::from(av1)),
             Err(TagError::UnsupportedCodec { .. })

@@ -15,6 +15,8 @@ pub enum CodecConfig {
     H264(AvcConfig),
     /// H.265 / HEVC (packaged as `hvc1`).
     H265(crate::HevcConfig),
+    /// AV1 (packaged as `av01`).
+    Av1(crate::Av1Config),
     /// AAC (any object type carried in an MPEG-4 AudioSpecificConfig).
     Aac(AacConfig),
 }
@@ -25,6 +27,7 @@ impl CodecConfig {
         match self {
             CodecConfig::H264(c) => c.codec_string(),
             CodecConfig::H265(c) => c.codec_string(),
+            CodecConfig::Av1(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
         }
     }
@@ -34,6 +37,7 @@ impl CodecConfig {
         match self {
             CodecConfig::H264(c) => Some((c.width, c.height)),
             CodecConfig::H265(c) => Some((c.width, c.height)),
+            CodecConfig::Av1(c) => Some((c.width, c.height)),
             CodecConfig::Aac(_) => None,
         }
     }
@@ -42,7 +46,7 @@ impl CodecConfig {
     pub fn declared_frame_rate(&self) -> Option<f64> {
         match self {
             CodecConfig::H264(c) => c.frame_rate,
-            CodecConfig::H265(_) | CodecConfig::Aac(_) => None,
+            CodecConfig::H265(_) | CodecConfig::Av1(_) | CodecConfig::Aac(_) => None,
         }
     }
 
@@ -50,7 +54,9 @@ impl CodecConfig {
     /// rate for audio (so that one AAC frame is exactly 1 024 ticks).
     pub fn timescale(&self) -> Timescale {
         match self {
-            CodecConfig::H264(_) | CodecConfig::H265(_) => Timescale::MPEG_90K,
+            CodecConfig::H264(_) | CodecConfig::H265(_) | CodecConfig::Av1(_) => {
+                Timescale::MPEG_90K
+            }
             CodecConfig::Aac(c) => c.timescale(),
         }
     }

@@ -15,6 +15,7 @@
 //! assert_eq!(t.rescale(Timescale::MPEG_90K), 180_000);
 //! ```
 
+mod av1;
 mod codec;
 mod error;
 mod frame;
@@ -22,6 +23,7 @@ mod hevc;
 mod time;
 
 // The public interface.
+pub use av1::Av1Config;
 pub use codec::{AacConfig, AvcConfig, CodecConfig, AAC_SAMPLES_PER_FRAME};
 pub use error::MediaError;
 pub use frame::{Frame, TrackInfo, TrackKind};

@@ -146,6 +146,9 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
         CodecConfig::H265(hevc) => {
             visual_sample_entry(&mut buf, b"hvc1", b"hvcC", hevc.record(), width, height)
         }
+        CodecConfig::Av1(av1) => {
+            visual_sample_entry(&mut buf, b"av01", b"av1C", av1.record(), width, height)
+        }
         CodecConfig::Aac(aac) => {
             let entry = begin(&mut buf, b"mp4a");
             buf.put_bytes(0, 6);

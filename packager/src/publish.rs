@@ -206,14 +206,16 @@ impl Publication {
                         average_bandwidth: playlist.average_bps(),
                     });
                 }
-                CodecConfig::H264(_) | CodecConfig::H265(_) => videos.push(VariantInfo {
-                    bandwidth,
-                    average_bandwidth: playlist.average_bps(),
-                    codecs: e.info.codec.codec_string(),
-                    resolution: e.info.codec.picture_size(),
-                    frame_rate: e.frame_rate.or(e.info.codec.declared_frame_rate()),
-                    rendition: e.rendition.clone(),
-                }),
+                CodecConfig::H264(_) | CodecConfig::H265(_) | CodecConfig::Av1(_) => {
+                    videos.push(VariantInfo {
+                        bandwidth,
+                        average_bandwidth: playlist.average_bps(),
+                        codecs: e.info.codec.codec_string(),
+                        resolution: e.info.codec.picture_size(),
+                        frame_rate: e.frame_rate.or(e.info.codec.declared_frame_rate()),
+                        rendition: e.rendition.clone(),
+                    })
+                }
             }
         }
         videos.sort_by_key(|v| v.bandwidth);

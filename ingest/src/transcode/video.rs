@@ -11,11 +11,13 @@ use ffmpeg_next as ffmpeg;
 use weir_config::VideoEncoding;
 use weir_media::{AvcConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind};
 
-/// What the decoder needs to know of the source video: H.264 or HEVC.
+/// What the decoder needs to know of the source video: H.264, HEVC or AV1.
 struct SourceVideo {
-    /// Parameter sets (SPS/PPS, or VPS/SPS/PPS), put before every keyframe in Annex B.
+    /// Parameter sets (SPS/PPS, or VPS/SPS/PPS), put before every keyframe in Annex B; for
+    /// AV1, the sequence header OBU put before every key frame's OBUs.
     parameter_sets: Vec<Vec<u8>>,
-    nal_length_size: u8,
+    /// NAL unit length size of the samples; `None` for AV1 (OBUs, passed as they are).
+    nal_length_size: Option<u8>,
     /// From the H.264 SPS VUI, when written.
     frame_rate: Option<f64>,
 }
@@ -128,7 +130,7 @@ impl VideoPath {
                         .into_iter()
                         .map(<[u8]>::to_vec)
                         .collect(),
-                    nal_length_size: avc.nal_length_size,
+                    nal_length_size: Some(avc.nal_length_size),
                     frame_rate: avc.frame_rate,
                 },
             ),
@@ -141,7 +143,16 @@ impl VideoPath {
                         .into_iter()
                         .map(<[u8]>::to_vec)
                         .collect(),
-                    nal_length_size: hevc.nal_length_size,
+                    nal_length_size: Some(hevc.nal_length_size),
+                    frame_rate: None,
+                },
+            ),
+            CodecConfig::Av1(av1) => (
+                ffmpeg::codec::Id::AV1,
+                "av1",
+                SourceVideo {
+                    parameter_sets: vec![av1.config_obus().to_vec()],
+                    nal_length_size: None,
                     frame_rate: None,
                 },
             ),
@@ -202,15 +213,27 @@ impl VideoPath {
         sink: &mut S,
     ) {
         self.annex_b.clear();
-        if frame.keyframe {
-            for set in &self.source.parameter_sets {
-                self.annex_b.extend_from_slice(&[0, 0, 0, 1]);
-                self.annex_b.extend_from_slice(set);
+        match self.source.nal_length_size {
+            Some(length_size) => {
+                if frame.keyframe {
+                    for set in &self.source.parameter_sets {
+                        self.annex_b.extend_from_slice(&[0, 0, 0, 1]);
+                        self.annex_b.extend_from_slice(set);
+                    }
+                }
+                if !nal::to_annex_b(&frame.data, usize::from(length_size), &mut self.annex_b) {
+                    tracing::debug!(event = %self.event, "malformed video sample; decoding what it holds");
+                }
             }
-        }
-        let length_size = usize::from(self.source.nal_length_size);
-        if !nal::to_annex_b(&frame.data, length_size, &mut self.annex_b) {
-            tracing::debug!(event = %self.event, "malformed video sample; decoding what it holds");
+            None => {
+                if frame.keyframe {
+                    self.source
+                        .parameter_sets
+                        .iter()
+                        .for_each(|s| self.annex_b.extend_from_slice(s));
+                }
+                self.annex_b.extend_from_slice(&frame.data);
+            }
         }
         let dts = frame.dts.rescale(Timescale::MILLIS);
         let pts = Timestamp::new(
