@@ -56,7 +56,8 @@ impl HevcConfig {
             .into_iter()
             .find(|n| n.first().map(|b| (b >> 1) & 0x3f) == Some(33))
             .ok_or_else(|| invalid("no sequence parameter set"))?;
-        let (width, height) = sps_size(sps).ok_or_else(|| invalid("SPS does not parse"))?;
+        let info = sps_info(sps).ok_or_else(|| invalid("SPS does not parse"))?;
+        let (width, height) = (info.width, info.height);
         Ok(HevcConfig {
             profile_space: r[1] >> 6,
             high_tier: r[1] & 0x20 != 0,
@@ -69,6 +70,49 @@ impl HevcConfig {
             height,
             record,
         })
+    }
+
+    /// Builds the record (4-byte NAL lengths) for one VPS, SPS and PPS, each without start
+    /// code, e.g. from an MPEG-TS stream's in-band parameter sets (ISO/IEC 14496-15
+    /// §8.3.3.1.2).
+    ///
+    /// # Errors
+    /// [`MediaError::InvalidAvcConfig`] (naming hvcC) if the SPS does not parse or a set is
+    /// longer than 65 535 bytes.
+    pub fn from_parameter_sets(
+        vps: &[u8],
+        sps: &[u8],
+        pps: &[u8],
+    ) -> Result<HevcConfig, MediaError> {
+        let info = sps_info(sps).ok_or_else(|| invalid("SPS does not parse"))?;
+        if [vps, sps, pps]
+            .iter()
+            .any(|n| n.len() > 0xffff || n.len() < 2)
+        {
+            return Err(invalid("parameter set size"));
+        }
+        let mut r = vec![1];
+        r.extend_from_slice(&info.profile_tier_level);
+        r.extend_from_slice(&[
+            0xf0, // reserved, min_spatial_segmentation_idc 0
+            0x00,
+            0xfc, // reserved, parallelismType 0 (unknown)
+            0xfc | info.chroma_format as u8,
+            0xf8 | info.bit_depth_luma_minus8 as u8,
+            0xf8 | info.bit_depth_chroma_minus8 as u8,
+            0x00, // avgFrameRate 0 (unspecified)
+            0x00,
+            // constantFrameRate 0, numTemporalLayers, temporalIdNested, lengthSizeMinusOne 3
+            ((info.sub_layers as u8 + 1) << 3) | (u8::from(info.temporal_id_nesting) << 2) | 3,
+            3, // numOfArrays
+        ]);
+        for (kind, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+            r.push(0x80 | kind); // array_completeness 1
+            r.extend_from_slice(&1u16.to_be_bytes());
+            r.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            r.extend_from_slice(nal);
+        }
+        HevcConfig::parse(Bytes::from(r))
     }
 
     /// The record's bytes, as they go into an `hvcC` box.
@@ -186,13 +230,30 @@ impl Bits {
     }
 }
 
-/// The displayed size an SPS describes (H.265 §7.3.2.2.1, conformance window applied).
-fn sps_size(nal: &[u8]) -> Option<(u32, u32)> {
+/// What an `hvcC` needs from an SPS.
+struct SpsInfo {
+    width: u32,
+    height: u32,
+    chroma_format: u32,
+    bit_depth_luma_minus8: u32,
+    bit_depth_chroma_minus8: u32,
+    /// `sps_max_sub_layers_minus1`.
+    sub_layers: u32,
+    temporal_id_nesting: bool,
+    /// `general_profile_space` ... `general_level_idc`: 12 bytes, byte-aligned in the SPS.
+    profile_tier_level: [u8; 12],
+}
+
+/// Reads an SPS (H.265 §7.3.2.2.1): size with the conformance window applied, chroma format,
+/// bit depths, sub-layers and the general profile, tier and level.
+fn sps_info(nal: &[u8]) -> Option<SpsInfo> {
     let mut b = Bits::new(nal.get(2..)?); // after the 2-byte NAL unit header
+    let mut profile_tier_level = [0u8; 12];
+    profile_tier_level.copy_from_slice(b.data.get(1..13)?);
     b.skip(4)?; // sps_video_parameter_set_id
     let sub_layers = b.bits(3)? as usize; // sps_max_sub_layers_minus1
-    b.skip(1)?; // sps_temporal_id_nesting_flag
-                // profile_tier_level(1, sub_layers): general part, 88 bits + general_level_idc.
+    let temporal_id_nesting = b.bit()? == 1;
+    // profile_tier_level(1, sub_layers): general part, 88 bits + general_level_idc.
     b.skip(96)?;
     let mut present = Vec::with_capacity(sub_layers);
     for _ in 0..sub_layers {
@@ -217,7 +278,19 @@ fn sps_size(nal: &[u8]) -> Option<(u32, u32)> {
         width = width.checked_sub(sub_w * (l + r))?;
         height = height.checked_sub(sub_h * (t + bo))?;
     }
-    (width > 0 && height > 0).then_some((width, height))
+    let bit_depth_luma_minus8 = b.ue()?;
+    let bit_depth_chroma_minus8 = b.ue()?;
+    (width > 0 && height > 0 && bit_depth_luma_minus8 <= 8 && bit_depth_chroma_minus8 <= 8)
+        .then_some(SpsInfo {
+            width,
+            height,
+            chroma_format: chroma,
+            bit_depth_luma_minus8,
+            bit_depth_chroma_minus8,
+            sub_layers: sub_layers as u32,
+            temporal_id_nesting,
+            profile_tier_level,
+        })
 }
 
 #[cfg(test)]

@@ -52,16 +52,7 @@ fn encode_with_ffmpeg9(name: &str, loops: u32, video: &[&str]) -> String {
 /// Two plays of the clip in HEVC with 2 s GOPs (libx265); made once per run.
 fn hevc_flv() -> String {
     static MADE: OnceLock<String> = OnceLock::new();
-    let x265 = "log-level=error:keyint=50:min-keyint=50:scenecut=0";
-    let video = [
-        "-c:v",
-        "libx265",
-        "-preset",
-        "ultrafast",
-        "-x265-params",
-        x265,
-    ];
-    MADE.get_or_init(|| encode_with_ffmpeg9("hevc.flv", 2, &video))
+    MADE.get_or_init(|| encode_with_ffmpeg9("hevc.flv", 2, &X265_2S_GOP))
         .clone()
 }
 

@@ -378,3 +378,49 @@ fn five_percent_loss_is_recovered_at_200_ms_latency() {
     assert!(video.segments.iter().skip(1).all(|s| !s.discontinuity));
     drop(relay);
 }
+
+#[test]
+fn hevc_over_srt_is_packaged_as_hvc1() {
+    // Debian's ffmpeg encodes HEVC (libx265, 2 s GOPs) into MPEG-TS and sends it over SRT.
+    // `linger`: libsrt's live-mode default (0) drops what the sender still holds when it
+    // closes, e.g. the frames x265 flushes at the end; with it, every frame must arrive.
+    let weir = Weir::serve("");
+    let url = format!(
+        "srt://{}?streamid=#!::r=live/{STREAM_KEY},m=publish&linger=5",
+        srt_addr(&weir)
+    );
+    let clip = media(BBB).display().to_string();
+    let mut args = vec!["-v", "error", "-re", "-i", &clip];
+    args.extend_from_slice(&X265_2S_GOP);
+    args.extend_from_slice(&["-c:a", "copy", "-f", "mpegts", &url]);
+    let (ok, err) = run("ffmpeg", &args);
+    assert!(ok, "ffmpeg could not publish HEVC over SRT: {err}");
+    wait_for("the session to end", Duration::from_secs(30), || {
+        weir.log().contains("publisher session ended").then_some(())
+    });
+    let master = master_playlist(&weir.edge_url("/live/it/master.m3u8"));
+    let codecs = master.variants[0].codecs.clone().unwrap();
+    assert!(codecs.starts_with("hvc1.1.6.L93"), "{codecs}");
+    let video = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
+    let listed: f64 = video.segments.iter().map(|s| f64::from(s.duration)).sum();
+    // The clip is 5.28 s of video at 25 fps; every frame is listed.
+    assert!((listed - 5.28).abs() < 0.001, "{listed} s listed");
+    let mut body = get(&weir.edge_url(&format!("/live/it/source/{}", map_uri(&video, 0)))).body;
+    for s in &video.segments {
+        body.extend_from_slice(&get(&weir.edge_url(&format!("/live/it/source/{}", s.uri))).body);
+    }
+    let file = scratch_dir().join("srt-hevc.mp4");
+    std::fs::write(&file, &body).unwrap();
+    assert_decodes(&file, "HEVC received over SRT");
+    let (ok, probe) = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_tag_string",
+            &file.display().to_string(),
+        ],
+    );
+    assert!(ok && probe.is_empty(), "{probe}");
+}

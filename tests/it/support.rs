@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 pub(crate) const BBB: &str = "bigbuckbunny.mp4";
 pub(crate) const BIKES: &str = "bikes.mp4";
 pub(crate) const STREAM_KEY: &str = "it-stream-key-0001";
+/// ffmpeg video arguments for HEVC with 2 s GOPs at 25 fps (libx265, fast and quiet).
+pub(crate) const X265_2S_GOP: [&str; 6] = [
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error:keyint=50:min-keyint=50:scenecut=0",
+];
 
 pub(crate) fn media(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,8 +1,8 @@
 //! A sans-I/O MPEG-2 transport stream demuxer (ISO/IEC 13818-1) for contribution feeds (SRT
 //! carries TS): bytes in, the same [`TrackInfo`]s and [`Frame`]s the RTMP path produces out.
 //!
-//! It follows the first program of the PAT and takes the first H.264 (stream type 0x1b) and
-//! the first AAC-in-ADTS (0x0f) stream of its PMT. Timestamps are 90 kHz, unwrapped from 33
+//! It follows the first program of the PAT and takes the first H.264 (stream type 0x1b) or
+//! HEVC (0x24) and the first AAC-in-ADTS (0x0f) stream of its PMT. Timestamps are 90 kHz, unwrapped from 33
 //! bits to a continuous 64-bit timeline ([`clock`]); a timestamp jump (a restarted encoder, a
 //! `discontinuity_indicator`) is passed on as it is, for the packager to turn into a
 //! discontinuity. Lost packets (a continuity counter gap) drop the damaged PES packet, and on
@@ -21,17 +21,20 @@ mod tests;
 use std::collections::HashMap;
 
 use weir_media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind,
+    AacConfig, CodecConfig, Frame, Timescale, Timestamp, TrackInfo, TrackKind,
     AAC_SAMPLES_PER_FRAME,
 };
 
 use crate::clock::{Unwrapper, WRAP_33};
+use h264::VideoCoding;
 use packet::{Continuity, Packet, NULL_PID, PACKET_SIZE, PAT_PID, SYNC_BYTE};
 use pes::{Pes, PesAssembler};
 use psi::SectionBuffer;
 
 /// `stream_type` of H.264 video (ISO/IEC 13818-1 Table 2-34).
 const STREAM_H264: u8 = 0x1b;
+/// `stream_type` of HEVC video.
+const STREAM_H265: u8 = 0x24;
 /// `stream_type` of AAC audio with ADTS framing.
 const STREAM_AAC_ADTS: u8 = 0x0f;
 
@@ -91,8 +94,21 @@ impl TsProblem {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Codec {
-    H264,
+    Video(VideoCoding),
     Aac,
+}
+
+impl Codec {
+    /// What weir does with a PMT `stream_type`: H.264, HEVC and AAC in ADTS; `None` for the
+    /// rest.
+    fn of(stream_type: u8) -> Option<Codec> {
+        match stream_type {
+            STREAM_H264 => Some(Codec::Video(VideoCoding::H264)),
+            STREAM_H265 => Some(Codec::Video(VideoCoding::H265)),
+            STREAM_AAC_ADTS => Some(Codec::Aac),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -115,7 +131,8 @@ pub struct TsDemuxer {
     video: Option<Stream>,
     audio: Option<Stream>,
     clock: Unwrapper,
-    avc: Option<AvcConfig>,
+    /// The video configuration in use (H.264 or HEVC).
+    avc: Option<CodecConfig>,
     aac: Option<AacConfig>,
     need_keyframe: bool,
     /// Frames held until every stream of the PMT has its configuration (see `emit`).
@@ -206,14 +223,13 @@ impl TsDemuxer {
     }
 
     fn finish_streams(&mut self, out: &mut Vec<TsEvent>) {
-        for kind in [Codec::H264, Codec::Aac] {
-            let stream = match kind {
-                Codec::H264 => self.video.as_mut(),
-                Codec::Aac => self.audio.as_mut(),
-            };
-            if let Some(pes) = stream.and_then(|s| s.pes.flush()) {
-                self.elementary(kind, pes, out);
-            }
+        let flushed: Vec<_> = [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s.codec, s.pes.flush()?)))
+            .collect();
+        for (codec, pes) in flushed {
+            self.elementary(codec, pes, out);
         }
     }
 
@@ -287,13 +303,16 @@ impl TsDemuxer {
                 out.push(TsEvent::Problem(TsProblem::BadSection));
                 continue;
             };
-            let pick = |codec: Codec, stream_type: u8, current: &mut Option<Stream>| {
-                let found = streams.iter().find(|s| s.stream_type == stream_type);
+            let pick = |video: bool, current: &mut Option<Stream>| {
+                let found = streams.iter().find_map(|s| {
+                    let codec = Codec::of(s.stream_type)?;
+                    (matches!(codec, Codec::Video(_)) == video).then_some((s.pid, codec))
+                });
                 match (found, current.as_ref()) {
-                    (Some(s), Some(c)) if c.pid == s.pid => {}
-                    (Some(s), _) => {
+                    (Some((pid, codec)), Some(c)) if c.pid == pid && c.codec == codec => {}
+                    (Some((pid, codec)), _) => {
                         *current = Some(Stream {
-                            pid: s.pid,
+                            pid,
                             codec,
                             pes: PesAssembler::default(),
                         })
@@ -301,10 +320,10 @@ impl TsDemuxer {
                     (None, _) => *current = None,
                 }
             };
-            pick(Codec::H264, STREAM_H264, &mut self.video);
-            pick(Codec::Aac, STREAM_AAC_ADTS, &mut self.audio);
+            pick(true, &mut self.video);
+            pick(false, &mut self.audio);
             for s in &streams {
-                let used = matches!(s.stream_type, STREAM_H264 | STREAM_AAC_ADTS);
+                let used = Codec::of(s.stream_type).is_some();
                 if !used && !self.reported.contains(&s.stream_type) {
                     self.reported.push(s.stream_type);
                     out.push(TsEvent::Problem(TsProblem::UnsupportedStream(
@@ -342,13 +361,20 @@ impl TsDemuxer {
         let dts = self.clock.unwrap(pes.dts.unwrap_or(pts));
         let pts = self.clock.near(dts, pts);
         match codec {
-            Codec::H264 => self.video_frame(&pes, dts, pts, out),
+            Codec::Video(coding) => self.video_frame(coding, &pes, dts, pts, out),
             Codec::Aac => self.audio_frames(&pes, pts, out),
         }
     }
 
-    fn video_frame(&mut self, pes: &Pes, dts: i64, pts: i64, out: &mut Vec<TsEvent>) {
-        let au = match h264::access_unit(&pes.data, self.avc.as_ref()) {
+    fn video_frame(
+        &mut self,
+        coding: VideoCoding,
+        pes: &Pes,
+        dts: i64,
+        pts: i64,
+        out: &mut Vec<TsEvent>,
+    ) {
+        let au = match h264::access_unit(coding, &pes.data, self.avc.as_ref()) {
             Ok(au) => au,
             Err(_) => {
                 out.push(TsEvent::Problem(TsProblem::BadVideo));
@@ -359,7 +385,7 @@ impl TsDemuxer {
             self.avc = Some(config.clone());
             out.push(TsEvent::Track(TrackInfo {
                 kind: TrackKind::Video,
-                codec: CodecConfig::H264(config),
+                codec: config,
             }));
         }
         if self.avc.is_none() || au.sample.is_empty() || (self.need_keyframe && !au.keyframe) {
