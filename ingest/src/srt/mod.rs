@@ -116,41 +116,36 @@ impl SrtServer {
             .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
-    /// Accepts publishers (on a thread of its own) until the listener fails.
+    /// Accepts publishers on a thread of its own, for as long as the process runs: an accept
+    /// error is logged and counted (`weir_srt_accept_errors_total`) and accepting goes on
+    /// after a pause that grows to a second while errors repeat, so a failing SRT listener
+    /// never takes the rest of weir down.
     ///
     /// # Errors
-    /// libsrt's error that stopped the listener.
+    /// Only if the accept thread cannot be started.
     pub async fn run(self) -> std::io::Result<()> {
-        let (done, failed) = tokio::sync::oneshot::channel();
         let SrtServer { listener, spawn } = self;
         std::thread::Builder::new()
             .name("weir-srt-accept".into())
             .spawn(move || {
-                let mut errors = 0u32;
-                let failure = loop {
+                let mut pause = Duration::from_millis(10);
+                loop {
                     match listener.accept() {
                         Ok(socket) => {
-                            errors = 0;
+                            pause = Duration::from_millis(10);
                             spawn(socket);
                         }
                         Err(e) => {
-                            // A caller whose handshake failed after admission; the listener
-                            // itself failing shows as repeated errors.
-                            errors += 1;
-                            tracing::debug!(error = %e, "srt accept");
-                            if errors > 100 {
-                                break e;
-                            }
-                            std::thread::sleep(Duration::from_millis(10));
+                            metrics::counter!("weir_srt_accept_errors_total").increment(1);
+                            tracing::warn!(error = %e, "srt accept failed; retrying");
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_secs(1));
                         }
                     }
-                };
-                let _ = done.send(failure);
+                }
             })?;
-        let failure = failed
-            .await
-            .map_err(|_| std::io::Error::other("the srt accept thread ended"))?;
-        Err(std::io::Error::other(format!("srt listener: {failure}")))
+        // The accept thread never ends; neither does this future.
+        std::future::pending().await
     }
 }
 
