@@ -12,18 +12,20 @@
 //! assert_eq!(config.packager.window_segments.get(), 6);
 //! ```
 
+mod event;
 mod ladder;
 mod srt;
 
+use event::RawEvent;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
+pub use event::{EventSettings, FailoverSettings, StreamKey};
 pub use ladder::{
     AudioEncoding, AudioRendition, LadderSettings, VideoEncoding, VideoRendition, H264_PROFILES,
     X264_PRESETS,
@@ -40,23 +42,6 @@ pub enum ConfigError {
     /// A value is out of range or malformed; the message names the field.
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-/// A publisher's secret. Its `Debug` prints no bytes and it compares in constant time.
-#[derive(Clone)]
-pub struct StreamKey(String);
-
-impl StreamKey {
-    /// Whether `candidate` is this key, in time that does not depend on where they differ.
-    pub fn matches(&self, candidate: &str) -> bool {
-        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
-    }
-}
-
-impl fmt::Debug for StreamKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StreamKey(<redacted>)")
-    }
 }
 
 /// The whole validated configuration.
@@ -128,26 +113,6 @@ pub struct EdgeSettings {
     pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` value. Default `*`.
     pub cors_allow_origin: String,
-}
-
-/// One live event (`[[events]]`).
-#[derive(Clone, Debug)]
-pub struct EventSettings {
-    /// The event ID in URLs (`/live/{id}/master.m3u8`): 1-64 of `[A-Za-z0-9_-]`.
-    pub id: String,
-    /// The stream key that publishes it (`rtmp://host/live/{stream_key}`).
-    pub stream_key: StreamKey,
-    /// The renditions it is published in. Default: the built-in `default` ladder.
-    pub ladder: LadderSettings,
-    /// LL-HLS: parts, preload hints, blocking playlist reload, delta updates and rendition
-    /// reports in its playlists. Default true.
-    pub low_latency: bool,
-    /// The passphrase SRT publishers of this event must encrypt with; none by default
-    /// (RTMP publishers are not affected).
-    pub srt_passphrase: Option<SrtPassphrase>,
-    /// The most a publisher may send, bits per second averaged over 5 s; a publisher above it
-    /// is dropped. Default 50 000 kbit/s, 100..=1 000 000 kbit/s.
-    pub max_ingest_bitrate_bps: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,17 +207,6 @@ impl Default for RawEdge {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvent {
-    id: String,
-    stream_key: String,
-    ladder: Option<String>,
-    low_latency: Option<bool>,
-    srt_passphrase: Option<String>,
-    max_ingest_kbps: Option<u64>,
-}
-
 /// The event and stream key `weir serve` runs with when no configuration file is given.
 pub const DEMO_EVENT: (&str, &str) = ("demo", "demo-key");
 
@@ -261,14 +215,7 @@ impl Config {
     /// works with no file.
     pub fn embedded() -> Config {
         let raw = RawConfig {
-            events: vec![RawEvent {
-                id: DEMO_EVENT.0.into(),
-                stream_key: DEMO_EVENT.1.into(),
-                ladder: None,
-                low_latency: None,
-                srt_passphrase: None,
-                max_ingest_kbps: None,
-            }],
+            events: vec![RawEvent::new(DEMO_EVENT.0, DEMO_EVENT.1)],
             ..RawConfig::default()
         };
         Config::validate(raw).unwrap_or_else(|e| unreachable!("embedded defaults are valid: {e}"))
@@ -301,65 +248,7 @@ impl Config {
             }
         };
         let ladders = ladder::validate_ladders(raw.ladders)?;
-        let mut events = Vec::with_capacity(raw.events.len());
-        for e in raw.events {
-            let id_ok = !e.id.is_empty()
-                && e.id.len() <= 64
-                && e.id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !id_ok {
-                return Err(ConfigError::Invalid(format!(
-                    "events.id: {:?} must be 1-64 of [A-Za-z0-9_-]",
-                    e.id
-                )));
-            }
-            if e.stream_key.len() < 8 || e.stream_key.len() > 256 || e.stream_key.contains('/') {
-                return Err(ConfigError::Invalid(format!(
-                    "events.stream_key of {:?}: 8-256 characters, no '/'",
-                    e.id
-                )));
-            }
-            if events
-                .iter()
-                .any(|o: &EventSettings| o.id == e.id || o.stream_key.matches(&e.stream_key))
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "events: {:?} repeats an id or a stream key",
-                    e.id
-                )));
-            }
-            let ladder_name = e.ladder.as_deref().unwrap_or("default");
-            let ladder = ladders
-                .iter()
-                .find(|l| l.name == ladder_name)
-                .cloned()
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "events.ladder of {:?}: no ladder {ladder_name:?} (built in: \"default\", \"passthrough\"; others in [ladders.NAME])",
-                        e.id
-                    ))
-                })?;
-            let srt_passphrase = e
-                .srt_passphrase
-                .map(|p| srt::SrtPassphrase::new(&e.id, p))
-                .transpose()?;
-            let max_ingest_kbps = e.max_ingest_kbps.unwrap_or(50_000);
-            if !(100..=1_000_000).contains(&max_ingest_kbps) {
-                return Err(ConfigError::Invalid(format!(
-                    "events.max_ingest_kbps of {:?}: 100..=1000000",
-                    e.id
-                )));
-            }
-            events.push(EventSettings {
-                srt_passphrase,
-                max_ingest_bitrate_bps: max_ingest_kbps * 1_000,
-                id: e.id,
-                stream_key: StreamKey(e.stream_key),
-                ladder,
-                low_latency: e.low_latency.unwrap_or(true),
-            });
-        }
+        let events = event::validate_events(raw.events, &ladders)?;
         if let Some(u) = &raw.edge.upstream {
             if !u.starts_with("http://") {
                 return Err(ConfigError::Invalid(format!(

@@ -17,6 +17,7 @@
 //! ```
 
 mod clock;
+mod failover;
 mod flv;
 mod meter;
 mod nal;
@@ -31,6 +32,10 @@ use std::net::SocketAddr;
 use weir_media::{Frame, TrackInfo};
 
 // The public interface.
+pub use failover::{
+    Departure, FailoverPolicy, InputRole, InputSelector, Route, Switch, SwitchReason,
+    MAX_STANDBY_BYTES, MAX_STANDBY_FRAMES,
+};
 pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
 pub use rtmp::{serve as serve_rtmp, RtmpConfig};
 pub use srt::{bind as bind_srt, SrtConfig, SrtServer};

@@ -1,0 +1,292 @@
+//! Live events (`[[events]]`): their stream keys (a primary and an optional backup), ladder,
+//! SRT passphrase, ingest bound and failover timing.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::srt::SrtPassphrase;
+use crate::{ConfigError, LadderSettings};
+
+/// A publisher's secret. Its `Debug` prints no bytes and it compares in constant time.
+#[derive(Clone)]
+pub struct StreamKey(String);
+
+impl StreamKey {
+    /// Whether `candidate` is this key, in time that does not depend on where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamKey(<redacted>)")
+    }
+}
+
+/// One live event (`[[events]]`).
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    /// The event ID in URLs (`/live/{id}/master.m3u8`): 1-64 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// The primary encoder's stream key (`rtmp://host/live/{stream_key}`, or the SRT
+    /// `streamid`).
+    pub stream_key: StreamKey,
+    /// The backup encoder's stream key, if the event has redundant ingest: both encoders may
+    /// publish at once; weir packages one (see [`FailoverSettings`]).
+    pub backup_stream_key: Option<StreamKey>,
+    /// When to switch between the primary and the backup encoder.
+    pub failover: FailoverSettings,
+    /// The renditions it is published in. Default: the built-in `default` ladder.
+    pub ladder: LadderSettings,
+    /// LL-HLS: parts, preload hints, blocking playlist reload, delta updates and rendition
+    /// reports in its playlists. Default true.
+    pub low_latency: bool,
+    /// The passphrase SRT publishers of this event must encrypt with; none by default
+    /// (RTMP publishers are not affected).
+    pub srt_passphrase: Option<SrtPassphrase>,
+    /// The most a publisher may send, bits per second averaged over 5 s; a publisher above it
+    /// is dropped. Default 50 000 kbit/s, 100..=1 000 000 kbit/s.
+    pub max_ingest_bitrate_bps: u64,
+}
+
+/// Redundant ingest timing of one event (`failover_after_ms`, `failback_after_ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverSettings {
+    /// How long the packaged encoder may deliver no media before the other one takes over
+    /// (a publisher that disconnects is replaced at once). Default 1 000 ms, 100..=30 000 ms.
+    pub failover_after: Duration,
+    /// How long the primary must have delivered media without a break before it is taken
+    /// back from the backup. Default 10 000 ms, 0..=600 000 ms.
+    pub failback_after: Duration,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            failover_after: Duration::from_millis(1_000),
+            failback_after: Duration::from_millis(10_000),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEvent {
+    pub(crate) id: String,
+    pub(crate) stream_key: String,
+    #[serde(default)]
+    pub(crate) backup_stream_key: Option<String>,
+    #[serde(default)]
+    pub(crate) failover_after_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) failback_after_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) ladder: Option<String>,
+    #[serde(default)]
+    pub(crate) low_latency: Option<bool>,
+    #[serde(default)]
+    pub(crate) srt_passphrase: Option<String>,
+    #[serde(default)]
+    pub(crate) max_ingest_kbps: Option<u64>,
+}
+
+impl RawEvent {
+    /// An event with `id` and `stream_key` and every other field defaulted.
+    pub(crate) fn new(id: &str, stream_key: &str) -> RawEvent {
+        RawEvent {
+            id: id.into(),
+            stream_key: stream_key.into(),
+            backup_stream_key: None,
+            failover_after_ms: None,
+            failback_after_ms: None,
+            ladder: None,
+            low_latency: None,
+            srt_passphrase: None,
+            max_ingest_kbps: None,
+        }
+    }
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+fn check_stream_key(event: &str, field: &str, key: &str) -> Result<StreamKey, ConfigError> {
+    if key.len() < 8 || key.len() > 256 || key.contains('/') {
+        return Err(invalid(format!(
+            "events.{field} of {event:?}: 8-256 characters, no '/'"
+        )));
+    }
+    Ok(StreamKey(key.to_string()))
+}
+
+fn millis(
+    event: &str,
+    field: &str,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(Duration::from_millis(value))
+    } else {
+        Err(invalid(format!(
+            "events.{field} of {event:?}: {value} ms is outside {min}..={max}"
+        )))
+    }
+}
+
+/// Validates the events in order; `ladders` are the ladders they may name.
+pub(crate) fn validate_events(
+    raw: Vec<RawEvent>,
+    ladders: &[LadderSettings],
+) -> Result<Vec<EventSettings>, ConfigError> {
+    let mut events: Vec<EventSettings> = Vec::with_capacity(raw.len());
+    for e in raw {
+        let id_ok = !e.id.is_empty()
+            && e.id.len() <= 64
+            && e.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(invalid(format!(
+                "events.id: {:?} must be 1-64 of [A-Za-z0-9_-]",
+                e.id
+            )));
+        }
+        let stream_key = check_stream_key(&e.id, "stream_key", &e.stream_key)?;
+        let backup_stream_key = e
+            .backup_stream_key
+            .as_deref()
+            .map(|k| check_stream_key(&e.id, "backup_stream_key", k))
+            .transpose()?;
+        // Every key names one event and one role: no key repeats anywhere.
+        let mut keys = vec![e.stream_key.as_str()];
+        keys.extend(e.backup_stream_key.as_deref());
+        let repeated = keys.len() == 2 && stream_key.matches(keys[1])
+            || events.iter().any(|o| {
+                o.id == e.id
+                    || keys.iter().any(|k| {
+                        o.stream_key.matches(k)
+                            || o.backup_stream_key.as_ref().is_some_and(|b| b.matches(k))
+                    })
+            });
+        if repeated {
+            return Err(invalid(format!(
+                "events: {:?} repeats an id or a stream key",
+                e.id
+            )));
+        }
+        let ladder_name = e.ladder.as_deref().unwrap_or("default");
+        let ladder = ladders
+            .iter()
+            .find(|l| l.name == ladder_name)
+            .cloned()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "events.ladder of {:?}: no ladder {ladder_name:?} (built in: \"default\", \"passthrough\"; others in [ladders.NAME])",
+                    e.id
+                ))
+            })?;
+        let srt_passphrase = e
+            .srt_passphrase
+            .map(|p| SrtPassphrase::new(&e.id, p))
+            .transpose()?;
+        let max_ingest_kbps = e.max_ingest_kbps.unwrap_or(50_000);
+        if !(100..=1_000_000).contains(&max_ingest_kbps) {
+            return Err(invalid(format!(
+                "events.max_ingest_kbps of {:?}: 100..=1000000",
+                e.id
+            )));
+        }
+        let defaults = FailoverSettings::default();
+        let failover = FailoverSettings {
+            failover_after: match e.failover_after_ms {
+                Some(v) => millis(&e.id, "failover_after_ms", v, 100, 30_000)?,
+                None => defaults.failover_after,
+            },
+            failback_after: match e.failback_after_ms {
+                Some(v) => millis(&e.id, "failback_after_ms", v, 0, 600_000)?,
+                None => defaults.failback_after,
+            },
+        };
+        events.push(EventSettings {
+            srt_passphrase,
+            max_ingest_bitrate_bps: max_ingest_kbps * 1_000,
+            id: e.id,
+            stream_key,
+            backup_stream_key,
+            failover,
+            ladder,
+            low_latency: e.low_latency.unwrap_or(true),
+        });
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn backup_keys_and_failover_timing() {
+        let c = Config::from_toml(
+            "[[events]]\nid = \"a\"\nstream_key = \"primary-1\"\nbackup_stream_key = \"backup-11\"\n\
+             failover_after_ms = 500\nfailback_after_ms = 0\n\
+             [[events]]\nid = \"b\"\nstream_key = \"primary-2\"\n",
+        )
+        .unwrap();
+        let a = &c.events[0];
+        assert!(a.backup_stream_key.as_ref().unwrap().matches("backup-11"));
+        assert_eq!(a.failover.failover_after, Duration::from_millis(500));
+        assert_eq!(a.failover.failback_after, Duration::ZERO);
+        let b = &c.events[1];
+        assert!(b.backup_stream_key.is_none());
+        assert_eq!(b.failover.failover_after, Duration::from_millis(1_000));
+        assert_eq!(b.failover.failback_after, Duration::from_secs(10));
+        assert!(!format!("{c:?}").contains("backup-11"));
+    }
+
+    #[test]
+    fn refuses_repeated_keys_and_bad_timing() {
+        let event = |id: &str, key: &str, extra: &str| {
+            format!("[[events]]\nid = \"{id}\"\nstream_key = \"{key}\"\n{extra}")
+        };
+        for (bad, field) in [
+            (
+                event("a", "same-key-1", "backup_stream_key = \"same-key-1\"\n"),
+                "repeats",
+            ),
+            (
+                event("a", "key-one-1", "backup_stream_key = \"key-two-2\"\n")
+                    + &event("b", "key-two-2", ""),
+                "repeats",
+            ),
+            (
+                event("a", "key-one-1", "")
+                    + &event("b", "key-two-2", "backup_stream_key = \"key-one-1\"\n"),
+                "repeats",
+            ),
+            (
+                event("a", "key-one-1", "backup_stream_key = \"short\"\n"),
+                "backup_stream_key",
+            ),
+            (
+                event("a", "key-one-1", "failover_after_ms = 50\n"),
+                "failover_after_ms",
+            ),
+            (
+                event("a", "key-one-1", "failback_after_ms = 600001\n"),
+                "failback_after_ms",
+            ),
+        ] {
+            let e = Config::from_toml(&bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+}
