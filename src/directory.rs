@@ -1,50 +1,39 @@
 //! Wires ingest to packaging: the events of the configuration, as the ingest's
-//! [`EventDirectory`], feeding each event's [`Packager`] and applying what it produces to the
-//! origin's store.
+//! [`EventDirectory`]. Each event has up to two inputs (its primary and backup stream keys);
+//! its [`InputSelector`] decides which one is packaged, and a [`Pipeline`] packages it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use std::time::Duration;
-
-use weir_config::{EventSettings, LadderSettings, PackagerSettings, SrtPassphrase, StreamKey};
+use weir_config::{EventSettings, PackagerSettings, SrtPassphrase, StreamKey};
 use weir_ingest::{
-    Admission, EventDirectory, PublishRequest, PublishSession, Rejection, RenditionSink,
-    Transcoder, TranscoderConfig,
+    Admission, Departure, EventDirectory, FailoverPolicy, InputRole, InputSelector, PublishRequest,
+    PublishSession, Rejection, Route, Switch, SwitchReason,
 };
-use weir_media::{Frame, TrackInfo, TrackKind};
+use weir_media::{Frame, TrackInfo};
 use weir_origin::{EventId, Store};
-use weir_packager::{
-    Artifact, MediaSequence, Packager, PackagerConfig, PackagerStats, RenditionId, SessionId,
-    TargetDurationPolicy,
-};
+use weir_packager::{MediaSequence, Packager, PackagerConfig, TargetDurationPolicy};
+
+use crate::pipeline::{EventOutput, EventState, Pipeline};
 
 /// The configured events.
-pub(crate) struct Directory<S> {
-    events: Vec<Event>,
-    segment_target: Duration,
-    store: Arc<S>,
-    sessions: AtomicU32,
+pub(crate) struct Directory<S: Store> {
+    events: Vec<Arc<Event<S>>>,
 }
 
-struct Event {
-    id: EventId,
+struct Event<S: Store> {
     stream_key: StreamKey,
+    backup_stream_key: Option<StreamKey>,
     srt_passphrase: Option<SrtPassphrase>,
     max_ingest_bitrate_bps: u64,
-    ladder: LadderSettings,
-    state: Arc<Mutex<EventState>>,
+    output: EventOutput<S>,
+    inputs: Mutex<Inputs<S>>,
 }
 
-struct EventState {
-    packager: Packager,
-    /// What the packager's stats were when last exported to metrics.
-    stats: PackagerStats,
-    live: bool,
-    out: Vec<Artifact>,
-    /// Every video rendition the event has published, so later sessions continue them all.
-    renditions: Vec<String>,
+/// Which input is packaged, and what packages it.
+struct Inputs<S: Store> {
+    selector: InputSelector,
+    pipeline: Option<Pipeline<S>>,
 }
 
 impl<S: Store> Directory<S> {
@@ -57,7 +46,7 @@ impl<S: Store> Directory<S> {
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let events: Vec<Event> = events
+        let events: Vec<Arc<Event<S>>> = events
             .iter()
             .map(|e| {
                 let id = EventId::parse(&e.id)
@@ -76,49 +65,103 @@ impl<S: Store> Directory<S> {
                     window_segments: packager.window_segments,
                     first_msn: MediaSequence::from_unix_millis(started_ms),
                 };
-                Ok(Event {
-                    id,
+                let policy = FailoverPolicy {
+                    failover_after: e.failover.failover_after,
+                    failback_after: e.failover.failback_after,
+                };
+                Ok(Arc::new(Event {
                     stream_key: e.stream_key.clone(),
+                    backup_stream_key: e.backup_stream_key.clone(),
                     srt_passphrase: e.srt_passphrase.clone(),
                     max_ingest_bitrate_bps: e.max_ingest_bitrate_bps,
-                    ladder: e.ladder.clone(),
-                    state: Arc::new(Mutex::new(EventState {
-                        packager: Packager::new(config),
-                        stats: PackagerStats::default(),
-                        live: false,
-                        out: Vec::new(),
-                        renditions: Vec::new(),
-                    })),
-                })
+                    output: EventOutput {
+                        id,
+                        ladder: e.ladder.clone(),
+                        segment_target: packager.segment_target,
+                        state: Arc::new(Mutex::new(EventState::new(Packager::new(config)))),
+                        store: store.clone(),
+                    },
+                    inputs: Mutex::new(Inputs {
+                        selector: InputSelector::new(policy),
+                        pipeline: None,
+                    }),
+                }))
             })
             .collect::<anyhow::Result<_>>()?;
-        if events.iter().any(|e: &Event| !e.ladder.is_passthrough()) {
+        if events.iter().any(|e| !e.output.ladder.is_passthrough()) {
             weir_ingest::check_ffmpeg()?;
         }
-        Ok(Directory {
-            events,
-            segment_target: packager.segment_target,
-            store,
-            sessions: AtomicU32::new(0),
-        })
+        Ok(Directory { events })
     }
-}
 
-fn lock(state: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl<S: Store> Directory<S> {
-    /// The event `stream_key` publishes. Every key is compared, so the time taken says
-    /// nothing about which one matched.
-    fn find(&self, stream_key: &str) -> Result<&Event, Rejection> {
+    /// The event and input `stream_key` publishes. Every key is compared, so the time taken
+    /// says nothing about which one matched.
+    fn find(&self, stream_key: &str) -> Result<(&Arc<Event<S>>, InputRole), Rejection> {
         let mut found = None;
         for e in &self.events {
             if e.stream_key.matches(stream_key) {
-                found = Some(e);
+                found = Some((e, InputRole::Primary));
+            }
+            if e.backup_stream_key
+                .as_ref()
+                .is_some_and(|k| k.matches(stream_key))
+            {
+                found = Some((e, InputRole::Backup));
             }
         }
         found.ok_or(Rejection::UnknownStreamKey)
+    }
+}
+
+fn lock_inputs<S: Store>(inputs: &Mutex<Inputs<S>>) -> MutexGuard<'_, Inputs<S>> {
+    inputs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<S: Store> Event<S> {
+    /// Carries out a switch of the packaged input: ends the current pipeline, starts one for
+    /// the new input and hands it the new input's configurations and buffered frames.
+    fn switch(&self, inputs: &mut Inputs<S>, switch: Switch) {
+        let event = &self.output.id;
+        if let Some(old) = inputs.pipeline.take() {
+            old.finish();
+        }
+        match switch.reason {
+            SwitchReason::Start => {}
+            reason => {
+                let from = switch.from.map_or("none", InputRole::as_str);
+                match reason {
+                    SwitchReason::Stalled(silent) => {
+                        tracing::warn!(%event, %from, to = %switch.to, silent_ms = silent.as_millis() as u64, replayed_frames = switch.frames.len(), "input failover: the packaged encoder stalled")
+                    }
+                    SwitchReason::Disconnected => {
+                        tracing::warn!(%event, %from, to = %switch.to, replayed_frames = switch.frames.len(), "input failover: the packaged encoder disconnected")
+                    }
+                    _ => {
+                        tracing::info!(%event, %from, to = %switch.to, "input failback: the primary encoder is healthy again")
+                    }
+                }
+                metrics::counter!("weir_ingest_input_switches_total", "event" => event.to_string(), "to" => switch.to.as_str(), "reason" => reason.as_str()).increment(1);
+            }
+        }
+        for role in [InputRole::Primary, InputRole::Backup] {
+            let active = f64::from(u8::from(Some(role) == Some(switch.to)));
+            metrics::gauge!("weir_ingest_active_input", "event" => event.to_string(), "input" => role.as_str()).set(active);
+        }
+        match Pipeline::start(&self.output) {
+            Ok(mut pipeline) => {
+                tracing::info!(%event, input = %switch.to, session = %pipeline.session(), ladder = %self.output.ladder.name, "packaging input");
+                for info in switch.tracks {
+                    pipeline.track(info);
+                }
+                for (frame, _) in switch.frames {
+                    pipeline.frame(frame);
+                }
+                inputs.pipeline = Some(pipeline);
+            }
+            Err(e) => {
+                tracing::error!(%event, error = %e, "cannot start the transcoder; the input is not packaged");
+            }
+        }
     }
 }
 
@@ -126,8 +169,8 @@ impl<S: Store> EventDirectory for Directory<S> {
     type Session = Publisher<S>;
 
     fn admit(&self, request: &PublishRequest<'_>) -> Result<Admission, Rejection> {
-        let event = self.find(request.stream_key)?;
-        if lock(&event.state).live {
+        let (event, role) = self.find(request.stream_key)?;
+        if lock_inputs(&event.inputs).selector.is_connected(role) {
             return Err(Rejection::AlreadyPublishing);
         }
         Ok(Admission {
@@ -139,201 +182,85 @@ impl<S: Store> EventDirectory for Directory<S> {
     }
 
     fn authorize(&self, request: &PublishRequest<'_>) -> Result<Publisher<S>, Rejection> {
-        let event = self.find(request.stream_key)?;
-        let mut state = lock(&event.state);
-        if state.live {
+        let (event, role) = self.find(request.stream_key)?;
+        let mut inputs = lock_inputs(&event.inputs);
+        if inputs.selector.is_connected(role) {
             return Err(Rejection::AlreadyPublishing);
         }
-        state.live = true;
-        let now = SystemTime::now();
-        let millis = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let session =
-            SessionId::from_unix_millis(millis, self.sessions.fetch_add(1, Ordering::Relaxed) % 36);
-        tracing::info!(event = %event.id, session = %session, ladder = %event.ladder.name, "publisher accepted");
-        let state_ref = &mut *state;
-        state_ref
-            .packager
-            .begin_session(session.clone(), now, &mut state_ref.out);
-        drain(&*self.store, &event.id, state_ref);
-        let keep_renditions =
-            (!state_ref.renditions.is_empty()).then(|| state_ref.renditions.clone());
-        drop(state);
-        let sink = EventSink {
-            event: event.id.clone(),
-            state: event.state.clone(),
-            store: self.store.clone(),
-            session,
-            discontinuities: 0,
-            renditions: Vec::new(),
-        };
-        let transcoder = if event.ladder.is_passthrough() {
-            None
-        } else {
-            let config = TranscoderConfig {
-                event: event.id.to_string(),
-                ladder: event.ladder.clone(),
-                segment_target: self.segment_target,
-                keep_renditions,
-            };
-            match Transcoder::start(config, sink.clone_handle()) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::error!(event = %event.id, error = %e, "cannot start the transcoder");
-                    lock(&event.state).live = false;
-                    return Err(Rejection::Unavailable);
-                }
+        tracing::info!(event = %event.output.id, input = %role, peer = %request.peer, "publisher accepted");
+        if let Some(start) = inputs.selector.connect(role, Instant::now()) {
+            event.switch(&mut inputs, start);
+            if inputs.pipeline.is_none() {
+                inputs.selector.disconnect(role);
+                return Err(Rejection::Unavailable);
             }
-        };
+        }
+        drop(inputs);
         Ok(Publisher {
-            sink,
-            transcoder,
-            max_ingest_bitrate_bps: event.max_ingest_bitrate_bps,
+            event: event.clone(),
+            role,
         })
     }
 }
 
-fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
-    for artifact in state.out.drain(..) {
-        store.apply(event, artifact);
-    }
-    let stats = state.packager.stats();
-    if stats != state.stats {
-        state.stats = stats;
-        let e = event.to_string();
-        metrics::counter!("weir_packager_segments_split_total", "event" => e.clone())
-            .absolute(stats.segments_split);
-        metrics::counter!("weir_packager_audio_resyncs_total", "event" => e.clone())
-            .absolute(stats.audio_resyncs);
-        metrics::counter!("weir_packager_audio_frames_dropped_total", "event" => e.clone())
-            .absolute(stats.audio_frames_dropped);
-        metrics::counter!("weir_packager_timestamp_jumps_total", "event" => e)
-            .absolute(stats.timestamp_jumps);
-    }
-}
-
-/// Where an event's renditions go: its packager, then its store. Used directly for a
-/// passthrough event, and as the transcoder's [`RenditionSink`] otherwise.
-pub(crate) struct EventSink<S: Store> {
-    event: EventId,
-    state: Arc<Mutex<EventState>>,
-    store: Arc<S>,
-    session: SessionId,
-    discontinuities: u32,
-    /// Rendition names seen, parsed once.
-    renditions: Vec<RenditionId>,
-}
-
-impl<S: Store> EventSink<S> {
-    fn clone_handle(&self) -> EventSink<S> {
-        EventSink {
-            event: self.event.clone(),
-            state: self.state.clone(),
-            store: self.store.clone(),
-            session: self.session.clone(),
-            discontinuities: 0,
-            renditions: Vec::new(),
-        }
-    }
-
-    fn rendition(&mut self, name: &str) -> Option<RenditionId> {
-        if let Some(r) = self.renditions.iter().find(|r| r.as_str() == name) {
-            return Some(r.clone());
-        }
-        let r = RenditionId::from_name(name)?;
-        self.renditions.push(r.clone());
-        Some(r)
-    }
-
-    fn with_packager(&self, f: impl FnOnce(&mut Packager, SystemTime, &mut Vec<Artifact>)) {
-        let mut state = lock(&self.state);
-        let s = &mut *state;
-        f(&mut s.packager, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
-    }
-}
-
-impl<S: Store> RenditionSink for EventSink<S> {
-    fn track(&mut self, rendition: &str, info: TrackInfo) {
-        let Some(r) = self.rendition(rendition) else {
-            return;
-        };
-        let mut state = lock(&self.state);
-        let s = &mut *state;
-        if info.kind == TrackKind::Video && !s.renditions.iter().any(|n| n == rendition) {
-            s.renditions.push(rendition.to_string());
-        }
-        s.packager.track(r, info, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
-    }
-
-    fn frame(&mut self, rendition: &str, frame: Frame) {
-        if let Some(r) = self.rendition(rendition) {
-            self.with_packager(|p, now, out| p.frame(&r, frame, now, out));
-        }
-    }
-
-    fn discontinuity(&mut self) {
-        self.discontinuities += 1;
-        let id = SessionId::parse(&format!("{}d{}", self.session, self.discontinuities))
-            .unwrap_or_else(|| self.session.clone());
-        self.with_packager(|p, now, out| p.begin_session(id, now, out));
-    }
-}
-
-/// One accepted publisher: its media goes to the event's packager, through the transcoder
-/// when the event's ladder has encoded renditions.
+/// One accepted publisher (one input of an event): its media goes to the event's input
+/// selector, which packages it or keeps it on standby.
 pub(crate) struct Publisher<S: Store> {
-    sink: EventSink<S>,
-    transcoder: Option<Transcoder>,
-    max_ingest_bitrate_bps: u64,
+    event: Arc<Event<S>>,
+    role: InputRole,
 }
 
 impl<S: Store> PublishSession for Publisher<S> {
     fn event_id(&self) -> &str {
-        self.sink.event.as_str()
+        self.event.output.id.as_str()
     }
 
     fn max_ingest_bitrate(&self) -> u64 {
-        self.max_ingest_bitrate_bps
+        self.event.max_ingest_bitrate_bps
     }
 
     fn track(&mut self, info: TrackInfo) {
-        match &self.transcoder {
-            Some(t) => t.track(info),
-            None => {
-                let rendition = RenditionId::passthrough(info.kind);
-                self.sink
-                    .with_packager(|p, now, out| p.track(rendition, info, now, out));
+        let mut inputs = lock_inputs(&self.event.inputs);
+        let inputs = &mut *inputs;
+        if inputs.selector.track(self.role, info.clone()) {
+            if let Some(p) = inputs.pipeline.as_mut() {
+                p.track(info);
             }
         }
     }
 
     fn frame(&mut self, frame: Frame) {
-        match &self.transcoder {
-            Some(t) => t.frame(frame),
-            None => {
-                let rendition = RenditionId::passthrough(frame.track);
-                self.sink
-                    .with_packager(|p, now, out| p.frame(&rendition, frame, now, out));
+        let mut inputs = lock_inputs(&self.event.inputs);
+        let inputs = &mut *inputs;
+        match inputs.selector.frame(self.role, frame, Instant::now()) {
+            Route::Forward(frame) => {
+                if let Some(p) = inputs.pipeline.as_mut() {
+                    p.frame(frame);
+                }
             }
+            Route::Standby => {}
+            Route::Switch(switch) => self.event.switch(inputs, switch),
         }
     }
 }
 
 impl<S: Store> Drop for Publisher<S> {
     fn drop(&mut self) {
-        // Everything queued is transcoded and the encoders flushed before the session ends.
-        if let Some(t) = self.transcoder.take() {
-            t.finish();
+        let mut inputs = lock_inputs(&self.event.inputs);
+        let inputs = &mut *inputs;
+        let event = &self.event.output.id;
+        match inputs.selector.disconnect(self.role) {
+            Departure::Standby => {}
+            Departure::Switch(switch) => self.event.switch(inputs, switch),
+            Departure::Ended => {
+                if let Some(p) = inputs.pipeline.take() {
+                    p.finish();
+                }
+                for role in [InputRole::Primary, InputRole::Backup] {
+                    metrics::gauge!("weir_ingest_active_input", "event" => event.to_string(), "input" => role.as_str()).set(0.0);
+                }
+            }
         }
-        let mut state = lock(&self.sink.state);
-        let s = &mut *state;
-        // The partial GOP becomes a short final segment; the playlists keep their window.
-        s.packager.end_session(SystemTime::now(), &mut s.out);
-        drain(&*self.sink.store, &self.sink.event, s);
-        s.live = false;
-        tracing::info!(event = %self.sink.event, "publisher session ended");
+        tracing::info!(%event, input = %self.role, "publisher session ended");
     }
 }

@@ -4,6 +4,7 @@
 //! edge on its own in front of a remote origin.
 
 mod directory;
+mod pipeline;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod edge;
 mod ertmp;
+mod failover;
 mod ladder;
 mod live;
 mod lowlatency;

@@ -116,12 +116,18 @@ impl Weir {
     /// `weir serve` with one event `it` (stream key [`STREAM_KEY`]) published in `ladder`,
     /// and `extra` TOML.
     pub(crate) fn serve_ladder(extra: &str, ladder: &str) -> Weir {
+        Weir::serve_event(extra, ladder, "")
+    }
+
+    /// `weir serve` with one event `it` (stream key [`STREAM_KEY`]) published in `ladder`,
+    /// with `event` TOML added to its `[[events]]` table and `extra` TOML before it.
+    pub(crate) fn serve_event(extra: &str, ladder: &str, event: &str) -> Weir {
         let dir = scratch_dir();
         let config = dir.join("weir.toml");
         std::fs::write(
             &config,
             format!(
-                "{extra}\n[[events]]\nid = \"it\"\nstream_key = \"{STREAM_KEY}\"\nladder = \"{ladder}\"\n"
+                "{extra}\n[[events]]\nid = \"it\"\nstream_key = \"{STREAM_KEY}\"\nladder = \"{ladder}\"\n{event}\n"
             ),
         )
         .unwrap();

@@ -19,7 +19,9 @@
 //!   for the next keyframe.
 //! - **Failback**: when the backup is active and the primary has delivered media without a
 //!   break of `failover_after` for `failback_after`, the primary is taken back at its next
-//!   keyframe.
+//!   keyframe. A primary that connects within `failover_after` of a backup that started the
+//!   event (both encoders started together, the backup a little faster) takes over at its
+//!   first keyframe.
 //!
 //! Each [`Switch`] is one discontinuity downstream: the caller ends the packaged session and
 //! begins one for the new input, which continues the media sequence numbers and the decode
@@ -156,6 +158,8 @@ pub enum Departure {
 #[derive(Debug)]
 struct Input {
     connected_at: Instant,
+    /// It became the packaged input when it connected (nothing was packaged).
+    started: bool,
     /// When its newest frame arrived.
     last_media: Option<Instant>,
     /// Since when it has delivered media without a break of `failover_after`.
@@ -170,6 +174,7 @@ impl Input {
     fn new(now: Instant) -> Input {
         Input {
             connected_at: now,
+            started: false,
             last_media: None,
             healthy_since: None,
             tracks: Vec::new(),
@@ -227,6 +232,9 @@ pub struct InputSelector {
     policy: FailoverPolicy,
     inputs: [Option<Input>; 2],
     active: Option<InputRole>,
+    /// The backup won a start race: the primary connected within `failover_after` of it and
+    /// takes over at its first keyframe, without waiting `failback_after`.
+    primary_preempts: bool,
 }
 
 impl InputSelector {
@@ -236,6 +244,7 @@ impl InputSelector {
             policy,
             inputs: [None, None],
             active: None,
+            primary_preempts: false,
         }
     }
 
@@ -260,10 +269,18 @@ impl InputSelector {
     /// packaged.
     pub fn connect(&mut self, role: InputRole, now: Instant) -> Option<Switch> {
         self.inputs[role.index()] = Some(Input::new(now));
-        if self.active.is_some() {
+        if let Some(active) = self.active {
+            let race = self.inputs[active.index()].as_ref().is_some_and(|a| {
+                a.started
+                    && now.saturating_duration_since(a.connected_at) < self.policy.failover_after
+            });
+            self.primary_preempts = role == InputRole::Primary && race;
             return None;
         }
         self.active = Some(role);
+        if let Some(input) = self.inputs[role.index()].as_mut() {
+            input.started = true;
+        }
         Some(Switch {
             from: None,
             to: role,
@@ -280,6 +297,7 @@ impl InputSelector {
             return Departure::Standby;
         }
         let other = role.other();
+        self.primary_preempts = false;
         match self.inputs[other.index()].as_mut() {
             Some(input) => {
                 self.active = Some(other);
@@ -345,13 +363,16 @@ impl InputSelector {
         let reason = match active_silence {
             None => Some(SwitchReason::Start),
             Some(silent) if silent >= failover_after => Some(SwitchReason::Stalled(silent)),
-            Some(_) => (role == InputRole::Primary && healthy && at_keyframe)
-                .then_some(SwitchReason::Failback),
+            Some(_) => {
+                (role == InputRole::Primary && (healthy || self.primary_preempts) && at_keyframe)
+                    .then_some(SwitchReason::Failback)
+            }
         };
         let Some(reason) = reason else {
             return Route::Standby;
         };
         let from = self.active.replace(role);
+        self.primary_preempts = false;
         let input = self.inputs[role.index()]
             .as_mut()
             .unwrap_or_else(|| unreachable!("checked above"));

@@ -244,9 +244,9 @@ fn a_break_restarts_the_healthy_time() {
     let mut b = Bench::new();
     b.connect(InputRole::Backup, 0);
     b.send(InputRole::Backup, 0, 30_000, 25);
-    b.connect(InputRole::Primary, 0);
-    // Healthy from 0 to 3000, then silent for 1500 ms: health counts again from 4500.
-    assert!(switches(b.send(InputRole::Primary, 0, 3_000, 25)).is_empty());
+    b.connect(InputRole::Primary, 1_000);
+    // Healthy from 1000 to 3000, then silent for 1500 ms: health counts again from 4500.
+    assert!(switches(b.send(InputRole::Primary, 1_000, 3_000, 25)).is_empty());
     let routes = b.send(InputRole::Primary, 4_500, 9_400, 25);
     assert!(switches(routes).is_empty(), "not healthy for 5 s yet");
     let s = switches(b.send(InputRole::Primary, 9_400, 10_500, 25))
@@ -357,6 +357,9 @@ proptest! {
         let mut b = Bench::new();
         let mut ms = 0u64;
         let mut connected_at = [None::<u64>; 2];
+        // The primary connected just after a backup that started the event.
+        let mut preempt = false;
+        let mut started = [false; 2];
         let mut last_media = [None::<u64>; 2];
         let mut n = 0u32;
         for op in ops {
@@ -369,6 +372,14 @@ proptest! {
                     let was_active = b.s.active();
                     let start = b.connect(role, ms);
                     prop_assert_eq!(start.is_some(), was_active.is_none());
+                    if start.is_some() {
+                        started[role.index()] = true;
+                    } else {
+                        let other = role.other().index();
+                        preempt = role == InputRole::Primary
+                            && started[other]
+                            && ms - connected_at[other].unwrap() < 1_000;
+                    }
                     connected_at[role.index()] = Some(ms);
                     last_media[role.index()] = None;
                 }
@@ -384,6 +395,8 @@ proptest! {
                         }
                     }
                     connected_at[role.index()] = None;
+                    started[role.index()] = false;
+                    preempt = false;
                 }
                 Op::Frame(role, kind, key) => {
                     if !b.s.is_connected(role) {
@@ -408,6 +421,7 @@ proptest! {
                         }
                         Route::Switch(s) => {
                             prop_assert_ne!(active, Some(role));
+                            let was_preempt = std::mem::take(&mut preempt);
                             prop_assert_eq!(s.to, role);
                             prop_assert_eq!(b.s.active(), Some(role));
                             let (first, _) = &s.frames[0];
@@ -420,7 +434,7 @@ proptest! {
                                 }
                                 SwitchReason::Failback => {
                                     prop_assert_eq!(role, InputRole::Primary);
-                                    prop_assert!(ms - connected_at[0].unwrap() >= 5_000);
+                                    prop_assert!(was_preempt || ms - connected_at[0].unwrap() >= 5_000);
                                     prop_assert!(active_silent.unwrap() < 1_000);
                                 }
                                 other => prop_assert!(false, "unexpected {:?}", other),
@@ -433,4 +447,30 @@ proptest! {
             prop_assert!(b.s.standby_frames() <= MAX_STANDBY_FRAMES);
         }
     }
+}
+
+#[test]
+fn a_primary_that_loses_the_start_race_takes_over_at_its_first_keyframe() {
+    let mut b = Bench::new();
+    let start = b.connect(InputRole::Backup, 0).unwrap();
+    assert_eq!(start.to, InputRole::Backup);
+    assert!(b.connect(InputRole::Primary, 300).is_none());
+    b.send(InputRole::Backup, 0, 2_000, 50);
+    let routes = b.send(InputRole::Primary, 320, 2_100, 50);
+    let s = switches(routes).pop().expect("the primary takes over");
+    assert_eq!(
+        (s.to, s.reason),
+        (InputRole::Primary, SwitchReason::Failback)
+    );
+    assert_eq!(s.frames[0].1, b.at(2_000), "at its first keyframe");
+}
+
+#[test]
+fn a_primary_that_connects_late_waits_for_its_healthy_time() {
+    let mut b = Bench::new();
+    b.connect(InputRole::Backup, 0);
+    b.send(InputRole::Backup, 0, 8_000, 50);
+    b.connect(InputRole::Primary, 1_500);
+    let routes = b.send(InputRole::Primary, 1_520, 6_000, 50);
+    assert!(switches(routes).is_empty(), "not healthy for 5 s yet");
 }
