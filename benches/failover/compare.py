@@ -14,10 +14,11 @@ Measured, each run:
 1. Live-edge stall: the longest time no new LL-HLS part of the lead rendition was listed at
    the origin (its media playlist polled every 5 ms), around the failure; the usual interval
    between parts is one part (333 ms). This is the time a viewer's buffer must bridge.
-2. Programme lost (passthrough only): a viewer (ffmpeg reading the edge's media playlist, -c
+2. Programme jumps (passthrough only): a viewer (ffmpeg reading the edge's media playlist, -c
    copy, framemd5) records the hash of every video frame it receives; each hash is looked up
    in the feed, so the viewer's frames are placed in the programme. Frames skipped at the
-   switch (positive) or seen twice (negative), times 40 ms.
+   switch (positive) or seen twice (negative), times 40 ms. The failure falls at a random
+   point of the GOP (uniform over 2 s), since what is skipped or repeated depends on it.
 
 Target (issue 8): the gap a viewer sees is at most failover_after_ms + one segment target
 (1000 + 2000 = 3000 ms).
@@ -25,13 +26,13 @@ Target (issue 8): the gap a viewer sees is at most failover_after_ms + one segme
 Usage: benches/failover/compare.py [--quick]
 (needs: scripts/setup.sh, cargo build --release --bin weir)
 """
-import os, re, signal, statistics, subprocess, sys, tempfile, threading, time
+import os, random, re, signal, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import ROOT, Weir, fetch  # noqa: E402
 
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
-RUNS = 1 if "--quick" in sys.argv else 3
+RUNS = 1 if "--quick" in sys.argv else 5
 FRAME_MS = 40
 KEY, BACKUP = "ev-key-0000", "ev-backup-0000"
 PART = re.compile(r'#EXT-X-PART:.*URI="([^"]+)"')
@@ -111,6 +112,8 @@ def run(d, ladder, how):
         viewer = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-i", f"http://{w.edge}/live/ev/source/index.m3u8",
                                    "-map", "0:v", "-c", "copy", "-t", "14", "-f", "framemd5", f"{d}/viewer.md5"])
         time.sleep(3)
+    # Fail at a random point of the GOP: what the viewer sees again or misses depends on it.
+    time.sleep(random.uniform(0, 2))
     failed = time.time()
     primary.send_signal(signal.SIGSTOP if how == "stall" else signal.SIGKILL)
     time.sleep(9)

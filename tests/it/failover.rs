@@ -1,7 +1,7 @@
 //! Redundant ingest: a primary and a backup encoder publish the same programme; weir
 //! packages one and switches to the other when it fails, and back when it returns.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -145,9 +145,10 @@ struct Redundant {
 }
 
 impl Redundant {
-    /// Starts weir with `extra` TOML and the event in `ladder`, the primary encoder, waits for
-    /// two segments of `lead`, then starts the backup encoder and waits for it on standby.
-    fn start(extra: &str, ladder: &str, lead: &str) -> Redundant {
+    /// Starts weir with `extra` TOML and the event in `ladder`, the primary encoder (RTMP),
+    /// waits for two segments of `lead`, then starts the backup encoder (over SRT if
+    /// `backup_srt`, else RTMP) and waits for it on standby.
+    fn start(extra: &str, ladder: &str, lead: &str, backup_srt: bool) -> Redundant {
         let weir = Weir::serve_event(
             &format!("[packager]\nwindow_segments = 60\n{extra}"),
             ladder,
@@ -161,7 +162,20 @@ impl Redundant {
             Duration::from_secs(40),
             |p| p.segments.len() >= 2,
         );
-        let backup = publish(&file, &weir.publish_url(BACKUP_KEY), true);
+        let backup = if backup_srt {
+            let url = format!("srt://{}?streamid={BACKUP_KEY}", weir.srt.unwrap());
+            Command::new("ffmpeg")
+                .args(["-v", "error", "-nostdin", "-re", "-i"])
+                .arg(&file)
+                .args(["-c", "copy", "-f", "mpegts", &url])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run ffmpeg")
+        } else {
+            publish(&file, &weir.publish_url(BACKUP_KEY), true)
+        };
         wait_for("the backup on standby", Duration::from_secs(10), || {
             weir.log().contains("input=backup").then_some(())
         });
@@ -201,7 +215,7 @@ impl Drop for Redundant {
 
 #[test]
 fn a_killed_primary_fails_over_to_the_backup_and_is_taken_back() {
-    let mut r = Redundant::start("", "passthrough", "source");
+    let mut r = Redundant::start("", "passthrough", "source", false);
     let log = r.weir.log();
     assert!(
         log.contains("packaging input event=it input=primary"),
@@ -253,8 +267,9 @@ fn a_killed_primary_fails_over_to_the_backup_and_is_taken_back() {
 }
 
 #[test]
-fn a_stalled_primary_fails_over_after_failover_after_ms() {
-    let mut r = Redundant::start("", "passthrough", "source");
+fn a_stalled_primary_fails_over_to_an_srt_backup_after_failover_after_ms() {
+    // The backup encoder sends over SRT: the switch crosses protocols (and timescales).
+    let mut r = Redundant::start("", "passthrough", "source", true);
 
     // The primary's encoder freezes with its connection open (a hung encoder, a black-holed
     // route): weir notices the silence, not a disconnection.
@@ -304,7 +319,7 @@ fn the_ladder_continues_through_a_failover() {
     let ladder = "[ladders.small]\n\
                   [[ladders.small.video]]\nname = \"360p\"\nwidth = 640\nheight = 360\nbitrate_kbps = 600\npreset = \"ultrafast\"\n\
                   [[ladders.small.video]]\nname = \"240p\"\nwidth = 426\nheight = 240\nbitrate_kbps = 300\npreset = \"ultrafast\"\n";
-    let mut r = Redundant::start(ladder, "small", "360p");
+    let mut r = Redundant::start(ladder, "small", "360p", false);
     r.primary.kill().unwrap();
     r.primary.wait().unwrap();
     wait_for("the failover", Duration::from_secs(10), || {
