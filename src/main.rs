@@ -3,9 +3,6 @@
 //! `weir serve` runs ingest, packager, origin and edge in one process; `weir edge` runs an
 //! edge on its own in front of a remote origin.
 
-mod directory;
-mod pipeline;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,11 +93,16 @@ fn main() -> anyhow::Result<()> {
                 edge_listen,
             } => {
                 let mut c = load(config.as_ref())?;
+                let base = config
+                    .as_ref()
+                    .and_then(|p| p.parent())
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
                 c.rtmp.listen = rtmp_listen.unwrap_or(c.rtmp.listen);
                 c.srt.listen = srt_listen.unwrap_or(c.srt.listen);
                 c.origin.listen = origin_listen.unwrap_or(c.origin.listen);
                 c.edge.listen = edge_listen.unwrap_or(c.edge.listen);
-                serve(c, config.is_none()).await
+                serve(c, &base, config.is_none()).await
             }
             Command::Edge {
                 config,
@@ -146,16 +148,18 @@ async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow
         .context("edge server")
 }
 
-async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
+async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
     let store = Arc::new(MemoryStore::new());
-    let directory = Arc::new(directory::Directory::new(
-        &c.events,
-        &c.packager,
-        store.clone(),
-    )?);
+    // Every ladder the configuration offers can be given to an event at run time.
+    if c.ladders.iter().any(|l| !l.is_passthrough()) {
+        weir_ingest::check_ffmpeg()?;
+    }
+    let opened = weir_control::Control::open(&c, base, store.clone()).await?;
+    let control = opened.control;
+    let directory = control.registry.clone();
     let rtmp = bind(c.rtmp.listen, "rtmp").await?;
     let srt = if c.srt.enabled {
         let config = weir_ingest::SrtConfig {
@@ -203,6 +207,11 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
     let srt_addr = srt.as_ref().map(|s| s.local_addr()).transpose()?;
     let srt_ready = srt_addr.map(|a| format!(" srt={a}")).unwrap_or_default();
     println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}{srt_ready}");
+    tracing::info!(database = %opened.database, "events stored in the database");
+    match &opened.generated_token {
+        Some(t) => println!("admin API: http://{origin_addr}/admin/v1 (no control.admin_tokens configured; this run's token: {t})"),
+        None => println!("admin API: http://{origin_addr}/admin/v1"),
+    }
     for e in &c.events {
         println!("event {}: publish to rtmp://{rtmp_addr}/{}/<stream key>, play http://{edge_addr}/live/{}/master.m3u8", e.id, c.rtmp.app, e.id);
         if let Some(a) = srt_addr {
@@ -218,7 +227,7 @@ async fn serve(c: Config, embedded: bool) -> anyhow::Result<()> {
     tokio::select! {
         () = weir_ingest::serve_rtmp(rtmp, directory, ingest_config) => Ok(()),
         r = srt_task => r.context("srt listener"),
-        r = weir_origin::serve(origin, store, origin_config, Some(render)) => r.context("origin server"),
+        r = weir_origin::serve(origin, store, origin_config, Some(render), weir_control::admin_router(control)) => r.context("origin server"),
         r = run_edge(edge, &c, upstream) => r,
         r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }
     }

@@ -4,26 +4,126 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::srt::SrtPassphrase;
 use crate::{ConfigError, LadderSettings};
 
-/// A publisher's secret. Its `Debug` prints no bytes and it compares in constant time.
-#[derive(Clone)]
-pub struct StreamKey(String);
+/// The SHA-256 digest of a secret.
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A publisher's secret, held as its SHA-256 digest only: the key itself is never stored
+/// (a leaked database or memory dump does not give it away). Its `Debug` prints nothing and it
+/// compares in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StreamKey([u8; 32]);
 
 impl StreamKey {
+    /// The key `plain` (not validated; see [`check_stream_key`]).
+    pub fn new(plain: &str) -> StreamKey {
+        StreamKey(digest(plain))
+    }
+
+    /// A key known only by its digest, as [`digest_hex`](Self::digest_hex) wrote it
+    /// (64 hex digits). `None` if it is not one.
+    pub fn from_digest_hex(hex_digest: &str) -> Option<StreamKey> {
+        let mut out = [0; 32];
+        hex::decode_to_slice(hex_digest, &mut out).ok()?;
+        Some(StreamKey(out))
+    }
+
+    /// The SHA-256 digest, 64 lowercase hex digits (what is stored).
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
     /// Whether `candidate` is this key, in time that does not depend on where they differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+        self.0.ct_eq(&digest(candidate)).into()
     }
 }
 
 impl fmt::Debug for StreamKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("StreamKey(<redacted>)")
+    }
+}
+
+/// Checks a stream key's form (8-256 characters, no `/`, as it sits in a URL path).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `event` and `field`.
+pub fn check_stream_key(event: &str, field: &str, key: &str) -> Result<StreamKey, ConfigError> {
+    if key.len() < 8 || key.len() > 256 || key.contains('/') {
+        return Err(invalid(format!(
+            "events.{field} of {event:?}: 8-256 characters, no '/'"
+        )));
+    }
+    Ok(StreamKey::new(key))
+}
+
+/// Checks an event id: 1-64 of `[A-Za-z0-9_-]` (it is a URL path component).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming it.
+pub fn check_event_id(id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "events.id: {id:?} must be 1-64 of [A-Za-z0-9_-]"
+        )))
+    }
+}
+
+/// An event's settings other than its id and stream keys, as written (every field optional,
+/// defaulted by [`validate_event`]). The same fields as in `[[events]]` of the TOML file; the
+/// admin API stores them with the event.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventOptions {
+    /// A ladder name: `default`, `passthrough` or a `[ladders.NAME]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<String>,
+    /// LL-HLS on or off (default on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_latency: Option<bool>,
+    /// The SRT passphrase (10-79 characters). A secret: `Debug` prints nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srt_passphrase: Option<String>,
+    /// kbit/s, 100..=1 000 000 (default 50 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ingest_kbps: Option<u64>,
+    /// ms, 100..=30 000 (default 1 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_after_ms: Option<u64>,
+    /// ms, 0..=600 000 (default 10 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_after_ms: Option<u64>,
+}
+
+impl fmt::Debug for EventOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventOptions")
+            .field("ladder", &self.ladder)
+            .field("low_latency", &self.low_latency)
+            .field(
+                "srt_passphrase",
+                &self.srt_passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_ingest_kbps", &self.max_ingest_kbps)
+            .field("failover_after_ms", &self.failover_after_ms)
+            .field("failback_after_ms", &self.failback_after_ms)
+            .finish()
     }
 }
 
@@ -51,6 +151,9 @@ pub struct EventSettings {
     /// The most a publisher may send, bits per second averaged over 5 s; a publisher above it
     /// is dropped. Default 50 000 kbit/s, 100..=1 000 000 kbit/s.
     pub max_ingest_bitrate_bps: u64,
+    /// The options as written, from which the fields above were validated (what the admin
+    /// API stores and shows).
+    pub options: EventOptions,
 }
 
 /// Redundant ingest timing of one event (`failover_after_ms`, `failback_after_ms`).
@@ -95,6 +198,17 @@ pub(crate) struct RawEvent {
 }
 
 impl RawEvent {
+    fn options(&self) -> EventOptions {
+        EventOptions {
+            ladder: self.ladder.clone(),
+            low_latency: self.low_latency,
+            srt_passphrase: self.srt_passphrase.clone(),
+            max_ingest_kbps: self.max_ingest_kbps,
+            failover_after_ms: self.failover_after_ms,
+            failback_after_ms: self.failback_after_ms,
+        }
+    }
+
     /// An event with `id` and `stream_key` and every other field defaulted.
     pub(crate) fn new(id: &str, stream_key: &str) -> RawEvent {
         RawEvent {
@@ -115,15 +229,6 @@ fn invalid(message: String) -> ConfigError {
     ConfigError::Invalid(message)
 }
 
-fn check_stream_key(event: &str, field: &str, key: &str) -> Result<StreamKey, ConfigError> {
-    if key.len() < 8 || key.len() > 256 || key.contains('/') {
-        return Err(invalid(format!(
-            "events.{field} of {event:?}: 8-256 characters, no '/'"
-        )));
-    }
-    Ok(StreamKey(key.to_string()))
-}
-
 fn millis(
     event: &str,
     field: &str,
@@ -140,24 +245,78 @@ fn millis(
     }
 }
 
-/// Validates the events in order; `ladders` are the ladders they may name.
+/// Validates one event: `options` defaulted and range-checked, the ladder resolved among
+/// `ladders`. Keys are checked by [`check_stream_key`] beforehand; that no key or id repeats
+/// across events is the caller's to check.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the field.
+pub fn validate_event(
+    id: &str,
+    stream_key: StreamKey,
+    backup_stream_key: Option<StreamKey>,
+    options: &EventOptions,
+    ladders: &[LadderSettings],
+) -> Result<EventSettings, ConfigError> {
+    check_event_id(id)?;
+    if backup_stream_key.as_ref() == Some(&stream_key) {
+        return Err(invalid(format!(
+            "events: {id:?} repeats an id or a stream key"
+        )));
+    }
+    let ladder_name = options.ladder.as_deref().unwrap_or("default");
+    let ladder = ladders
+        .iter()
+        .find(|l| l.name == ladder_name)
+        .cloned()
+        .ok_or_else(|| {
+            invalid(format!(
+                "events.ladder of {id:?}: no ladder {ladder_name:?} (built in: \"default\", \"passthrough\"; others in [ladders.NAME])"
+            ))
+        })?;
+    let srt_passphrase = options
+        .srt_passphrase
+        .clone()
+        .map(|p| SrtPassphrase::new(id, p))
+        .transpose()?;
+    let max_ingest_kbps = options.max_ingest_kbps.unwrap_or(50_000);
+    if !(100..=1_000_000).contains(&max_ingest_kbps) {
+        return Err(invalid(format!(
+            "events.max_ingest_kbps of {id:?}: 100..=1000000"
+        )));
+    }
+    let defaults = FailoverSettings::default();
+    let failover = FailoverSettings {
+        failover_after: match options.failover_after_ms {
+            Some(v) => millis(id, "failover_after_ms", v, 100, 30_000)?,
+            None => defaults.failover_after,
+        },
+        failback_after: match options.failback_after_ms {
+            Some(v) => millis(id, "failback_after_ms", v, 0, 600_000)?,
+            None => defaults.failback_after,
+        },
+    };
+    Ok(EventSettings {
+        srt_passphrase,
+        max_ingest_bitrate_bps: max_ingest_kbps * 1_000,
+        id: id.to_string(),
+        stream_key,
+        backup_stream_key,
+        failover,
+        ladder,
+        low_latency: options.low_latency.unwrap_or(true),
+        options: options.clone(),
+    })
+}
+
+/// Validates the events of the file in order; `ladders` are the ladders they may name.
 pub(crate) fn validate_events(
     raw: Vec<RawEvent>,
     ladders: &[LadderSettings],
 ) -> Result<Vec<EventSettings>, ConfigError> {
     let mut events: Vec<EventSettings> = Vec::with_capacity(raw.len());
     for e in raw {
-        let id_ok = !e.id.is_empty()
-            && e.id.len() <= 64
-            && e.id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
-            return Err(invalid(format!(
-                "events.id: {:?} must be 1-64 of [A-Za-z0-9_-]",
-                e.id
-            )));
-        }
+        check_event_id(&e.id)?;
         let stream_key = check_stream_key(&e.id, "stream_key", &e.stream_key)?;
         let backup_stream_key = e
             .backup_stream_key
@@ -181,49 +340,13 @@ pub(crate) fn validate_events(
                 e.id
             )));
         }
-        let ladder_name = e.ladder.as_deref().unwrap_or("default");
-        let ladder = ladders
-            .iter()
-            .find(|l| l.name == ladder_name)
-            .cloned()
-            .ok_or_else(|| {
-                invalid(format!(
-                    "events.ladder of {:?}: no ladder {ladder_name:?} (built in: \"default\", \"passthrough\"; others in [ladders.NAME])",
-                    e.id
-                ))
-            })?;
-        let srt_passphrase = e
-            .srt_passphrase
-            .map(|p| SrtPassphrase::new(&e.id, p))
-            .transpose()?;
-        let max_ingest_kbps = e.max_ingest_kbps.unwrap_or(50_000);
-        if !(100..=1_000_000).contains(&max_ingest_kbps) {
-            return Err(invalid(format!(
-                "events.max_ingest_kbps of {:?}: 100..=1000000",
-                e.id
-            )));
-        }
-        let defaults = FailoverSettings::default();
-        let failover = FailoverSettings {
-            failover_after: match e.failover_after_ms {
-                Some(v) => millis(&e.id, "failover_after_ms", v, 100, 30_000)?,
-                None => defaults.failover_after,
-            },
-            failback_after: match e.failback_after_ms {
-                Some(v) => millis(&e.id, "failback_after_ms", v, 0, 600_000)?,
-                None => defaults.failback_after,
-            },
-        };
-        events.push(EventSettings {
-            srt_passphrase,
-            max_ingest_bitrate_bps: max_ingest_kbps * 1_000,
-            id: e.id,
+        events.push(validate_event(
+            &e.id,
             stream_key,
             backup_stream_key,
-            failover,
-            ladder,
-            low_latency: e.low_latency.unwrap_or(true),
-        });
+            &e.options(),
+            ladders,
+        )?);
     }
     Ok(events)
 }

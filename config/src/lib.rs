@@ -12,6 +12,7 @@
 //! assert_eq!(config.packager.window_segments.get(), 6);
 //! ```
 
+mod control;
 mod event;
 mod ladder;
 mod srt;
@@ -25,7 +26,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use event::{EventSettings, FailoverSettings, StreamKey};
+pub use control::{AdminToken, ControlSettings};
+pub use event::{
+    check_event_id, check_stream_key, validate_event, EventOptions, EventSettings,
+    FailoverSettings, StreamKey,
+};
 pub use ladder::{
     AudioEncoding, AudioRendition, LadderSettings, VideoEncoding, VideoRendition, H264_PROFILES,
     X264_PRESETS,
@@ -57,8 +62,12 @@ pub struct Config {
     pub origin: OriginSettings,
     /// The edge cache.
     pub edge: EdgeSettings,
-    /// The live events and their stream keys.
+    /// The live events and their stream keys (seeded into the database on first start).
     pub events: Vec<EventSettings>,
+    /// Every ladder events may name: the built-in ones and the file's `[ladders.NAME]`.
+    pub ladders: Vec<LadderSettings>,
+    /// The control plane: persistence and admin API access.
+    pub control: ControlSettings,
 }
 
 /// RTMP ingest settings (`[rtmp]`).
@@ -125,6 +134,7 @@ struct RawConfig {
     edge: RawEdge,
     events: Vec<RawEvent>,
     ladders: BTreeMap<String, ladder::RawLadder>,
+    control: control::RawControl,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +330,8 @@ impl Config {
                 cors_allow_origin: raw.edge.cors_allow_origin,
             },
             events,
+            ladders,
+            control: raw.control.validate()?,
         })
     }
 }

@@ -144,6 +144,11 @@ pub trait PublishSession: Send + 'static {
     fn track(&mut self, info: TrackInfo);
     /// A coded frame arrived.
     fn frame(&mut self, frame: Frame);
+    /// Whether the operator has revoked this publisher (kicked it, rotated its key, deleted
+    /// its event): the protocol then closes the connection. Checked as data arrives.
+    fn revoked(&self) -> bool {
+        false
+    }
 }
 
 /// Why an ingest connection ended.
@@ -178,6 +183,9 @@ pub enum IngestError {
         /// The event's limit, bits per second.
         limit_bps: u64,
     },
+    /// The operator revoked the publisher ([`PublishSession::revoked`]).
+    #[error("revoked by the operator")]
+    Revoked,
 }
 
 impl IngestError {

@@ -144,6 +144,9 @@ impl<D: EventDirectory> Connection<D> {
                 return Err(IngestError::ClientClosed);
             }
             self.meter(n)?;
+            if self.publisher.as_ref().is_some_and(|p| p.revoked()) {
+                return Err(IngestError::Revoked);
+            }
             let results = session
                 .handle_input(&buf[..n])
                 .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;

@@ -43,7 +43,8 @@ struct OriginState<S> {
     metrics: Option<MetricsRender>,
 }
 
-/// Serves `store` on `listener` until the future is dropped.
+/// Serves `store` on `listener` until the future is dropped, with `routes` (e.g. the admin
+/// API) beside the origin's own.
 ///
 /// # Errors
 /// The listener's accept loop failed.
@@ -52,6 +53,7 @@ pub async fn serve<S: Store>(
     store: Arc<S>,
     config: OriginConfig,
     metrics: Option<MetricsRender>,
+    routes: Router,
 ) -> std::io::Result<()> {
     let cors =
         HeaderValue::from_str(&config.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
@@ -63,7 +65,8 @@ pub async fn serve<S: Store>(
     let app = Router::new()
         .route("/metrics", get(metrics_text::<S>))
         .fallback(object::<S>)
-        .with_state(state);
+        .with_state(state)
+        .merge(routes);
     axum::serve(listener, app).await
 }
 

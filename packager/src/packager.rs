@@ -89,6 +89,13 @@ impl Packager {
         self.stats
     }
 
+    /// Every rendition the event has a playlist for (video and audio, in the order they
+    /// appeared), with its average bit rate over the segments it has listed, bits/s (the
+    /// master playlist's `AVERAGE-BANDWIDTH` basis).
+    pub fn renditions(&self) -> Vec<(RenditionId, u64)> {
+        self.publication.bitrates()
+    }
+
     /// `EXT-X-TARGETDURATION`, once chosen.
     pub fn target_duration(&self) -> Option<Duration> {
         self.target.get().map(Duration::from_secs)

@@ -54,6 +54,14 @@ impl Publication {
         self.playlists.iter().map(MediaPlaylist::rendition)
     }
 
+    /// Every rendition with its average bit rate so far, bits/s.
+    pub(crate) fn bitrates(&self) -> Vec<(RenditionId, u64)> {
+        self.playlists
+            .iter()
+            .map(|p| (p.rendition().clone(), p.average_bps()))
+            .collect()
+    }
+
     /// The playlist of `rendition`, made if it is new.
     pub(crate) fn playlist(&mut self, rendition: &RenditionId) -> &mut MediaPlaylist {
         let i = match self

@@ -55,6 +55,7 @@ pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Op
 /// A running `weir` process; killed on drop.
 pub(crate) struct Weir {
     child: Child,
+    args: Vec<String>,
     pub(crate) rtmp: Option<SocketAddr>,
     pub(crate) srt: Option<SocketAddr>,
     pub(crate) origin: Option<SocketAddr>,
@@ -98,6 +99,7 @@ fn spawn(args: &[String]) -> Weir {
         .collect();
     Weir {
         child,
+        args: args.to_vec(),
         rtmp: addrs.get("rtmp").copied(),
         srt: addrs.get("srt").copied(),
         origin: addrs.get("origin").copied(),
@@ -174,6 +176,14 @@ impl Weir {
 
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Stops weir and starts it again with the same arguments (new ephemeral ports, the
+    /// same configuration file and data directory).
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let args = self.args.clone();
+        *self = spawn(&args);
     }
 
     pub(crate) fn kill(&mut self) {

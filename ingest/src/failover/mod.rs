@@ -248,6 +248,11 @@ impl InputSelector {
         }
     }
 
+    /// Changes the timing; it applies from the next frame on.
+    pub fn set_policy(&mut self, policy: FailoverPolicy) {
+        self.policy = policy;
+    }
+
     /// The input packaged now, if any.
     pub fn active(&self) -> Option<InputRole> {
         self.active

@@ -286,6 +286,10 @@ fn receive<S: PublishSession>(socket: &Socket, mut session: S, config: &SrtConfi
                     );
                     break;
                 }
+                if session.revoked() {
+                    tracing::warn!("srt publisher revoked by the operator; dropping it");
+                    break;
+                }
                 demuxer.push(&buf[..n], &mut events);
                 deliver(&mut events, &mut session);
             }

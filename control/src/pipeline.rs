@@ -19,6 +19,8 @@ pub(crate) struct EventState {
     out: Vec<Artifact>,
     /// Every video rendition the event has published, so later sessions continue them all.
     renditions: Vec<String>,
+    /// When the newest segment was published.
+    last_segment_at: Option<SystemTime>,
 }
 
 impl EventState {
@@ -28,7 +30,13 @@ impl EventState {
             stats: PackagerStats::default(),
             out: Vec::new(),
             renditions: Vec::new(),
+            last_segment_at: None,
         }
+    }
+
+    /// When the newest segment was published.
+    pub(crate) fn last_segment_at(&self) -> Option<SystemTime> {
+        self.last_segment_at
     }
 }
 
@@ -39,6 +47,9 @@ pub(crate) fn lock(state: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
 /// Applies what the packager produced to the store and exports its counters.
 fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
     for artifact in state.out.drain(..) {
+        if matches!(artifact, Artifact::Segment { .. }) {
+            state.last_segment_at = Some(SystemTime::now());
+        }
         store.apply(event, artifact);
     }
     let stats = state.packager.stats();
@@ -59,7 +70,6 @@ fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
 /// What every pipeline of one event shares.
 pub(crate) struct EventOutput<S: Store> {
     pub(crate) id: EventId,
-    pub(crate) ladder: LadderSettings,
     pub(crate) segment_target: Duration,
     pub(crate) state: Arc<Mutex<EventState>>,
     pub(crate) store: Arc<S>,
@@ -152,6 +162,7 @@ impl<S: Store> Pipeline<S> {
     /// The transcoder could not start; nothing is left running.
     pub(crate) fn start(
         event: &EventOutput<S>,
+        ladder: &LadderSettings,
     ) -> Result<Pipeline<S>, weir_ingest::TranscodeError> {
         let now = SystemTime::now();
         let millis = now
@@ -174,12 +185,12 @@ impl<S: Store> Pipeline<S> {
             discontinuities: 0,
             renditions: Vec::new(),
         };
-        let transcoder = if event.ladder.is_passthrough() {
+        let transcoder = if ladder.is_passthrough() {
             None
         } else {
             let config = TranscoderConfig {
                 event: event.id.to_string(),
-                ladder: event.ladder.clone(),
+                ladder: ladder.clone(),
                 segment_target: event.segment_target,
                 keep_renditions,
             };

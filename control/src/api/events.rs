@@ -1,0 +1,293 @@
+//! `/admin/v1/events`: create, list, get, update, delete, status, key rotation, kick.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use weir_config::{check_event_id, check_stream_key, EventOptions, StreamKey};
+use weir_origin::Store;
+
+use super::types::{AuthErrors, ByIdErrors, CreateErrors, UpdateErrors};
+use super::types::{
+    CreateEvent, CreatedEvent, EventView, InputName, Kicked, RotateKey, RotatedKey, UpdateEvent,
+};
+use super::{ApiError, ApiJson};
+use crate::db::EventRecord;
+use crate::registry::RegistryError;
+use crate::status::{unix_ms, EventStatus};
+use crate::Control;
+
+type Ctl<S> = State<Arc<Control<S>>>;
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::BadId => bad(e),
+        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+    }
+}
+
+/// A new random stream key: 128 bits, 32 hex digits.
+fn new_key() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    Ok(hex::encode(bytes))
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "{field}: at most {max} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The event's record, or 404; a malformed id is 400.
+async fn load<S: Store>(control: &Control<S>, id: &str) -> Result<EventRecord, ApiError> {
+    check_event_id(id).map_err(bad)?;
+    control
+        .db
+        .get(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Validates `record`, applies it to the running server, then stores it with `store`.
+async fn apply<S: Store>(control: &Control<S>, record: &EventRecord) -> Result<(), ApiError> {
+    let settings = record.settings(&control.ladders).map_err(bad)?;
+    control.registry.upsert(settings).map_err(registry_error)?;
+    Ok(())
+}
+
+fn view<S: Store>(control: &Control<S>, record: &EventRecord) -> EventView {
+    EventView::new(
+        record,
+        control.registry.is_live(&record.id).unwrap_or(false),
+    )
+}
+
+/// Every event.
+#[utoipa::path(get, path = "/admin/v1/events", tag = "events",
+    responses((status = 200, description = "The events, by id", body = [EventView]), AuthErrors))]
+pub(crate) async fn list_events<S: Store>(
+    State(control): Ctl<S>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let records = control.db.list().await.map_err(ApiError::internal)?;
+    Ok(Json(records.iter().map(|r| view(&control, r)).collect()))
+}
+
+/// Creates an event; it accepts publishes at once. Its stream keys are in the answer, the
+/// only time they are shown.
+#[utoipa::path(post, path = "/admin/v1/events", tag = "events", request_body = CreateEvent,
+    responses((status = 201, description = "Created", body = CreatedEvent), CreateErrors))]
+pub(crate) async fn create_event<S: Store>(
+    State(control): Ctl<S>,
+    ApiJson(body): ApiJson<CreateEvent>,
+) -> Result<Response, ApiError> {
+    check_event_id(&body.id).map_err(bad)?;
+    let title = body.title.unwrap_or_default();
+    let description = body.description.unwrap_or_default();
+    check_text("title", &title, 200)?;
+    check_text("description", &description, 2_000)?;
+    let stream_key = match body.stream_key {
+        Some(k) => k,
+        None => new_key()?,
+    };
+    let primary = check_stream_key(&body.id, "stream_key", &stream_key).map_err(bad)?;
+    let backup_key = match (body.backup_stream_key, body.backup.unwrap_or(false)) {
+        (Some(k), _) => Some(k),
+        (None, true) => Some(new_key()?),
+        (None, false) => None,
+    };
+    let backup = backup_key
+        .as_deref()
+        .map(|k| check_stream_key(&body.id, "backup_stream_key", k))
+        .transpose()
+        .map_err(bad)?;
+    let now = unix_ms(SystemTime::now());
+    let record = EventRecord {
+        id: body.id,
+        title,
+        description,
+        stream_key_sha256: primary.digest_hex(),
+        backup_stream_key_sha256: backup.as_ref().map(StreamKey::digest_hex),
+        options: EventOptions {
+            ladder: body.ladder,
+            low_latency: body.low_latency,
+            srt_passphrase: body.srt_passphrase,
+            max_ingest_kbps: body.max_ingest_kbps,
+            failover_after_ms: body.failover_after_ms,
+            failback_after_ms: body.failback_after_ms,
+        },
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let settings = record.settings(&control.ladders).map_err(bad)?;
+    control
+        .registry
+        .check_keys(&settings)
+        .map_err(registry_error)?;
+    if !control
+        .db
+        .insert(&record)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an event with this id exists",
+        ));
+    }
+    if let Err(e) = control.registry.upsert(settings) {
+        let _ = control.db.delete(&record.id).await;
+        return Err(registry_error(e));
+    }
+    tracing::info!(event = %record.id, "event created");
+    let created = CreatedEvent {
+        event: view(&control, &record),
+        stream_key,
+        backup_stream_key: backup_key,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// One event.
+#[utoipa::path(get, path = "/admin/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "The event", body = EventView),
+              ByIdErrors))]
+pub(crate) async fn get_event<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
+    let record = load(&control, &id).await?;
+    Ok(Json(view(&control, &record)))
+}
+
+/// Changes an event. Applies at once, except a ladder (from the next publisher session).
+#[utoipa::path(patch, path = "/admin/v1/events/{id}", tag = "events", request_body = UpdateEvent,
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "The changed event", body = EventView),
+              UpdateErrors))]
+pub(crate) async fn update_event<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateEvent>,
+) -> Result<Json<EventView>, ApiError> {
+    let mut record = load(&control, &id).await?;
+    if let Some(t) = body.title {
+        check_text("title", &t, 200)?;
+        record.title = t;
+    }
+    if let Some(d) = body.description {
+        check_text("description", &d, 2_000)?;
+        record.description = d;
+    }
+    let o = &mut record.options;
+    o.ladder = body.ladder.or(o.ladder.take());
+    o.low_latency = body.low_latency.or(o.low_latency);
+    o.srt_passphrase = body.srt_passphrase.or(o.srt_passphrase.take());
+    o.max_ingest_kbps = body.max_ingest_kbps.or(o.max_ingest_kbps);
+    o.failover_after_ms = body.failover_after_ms.or(o.failover_after_ms);
+    o.failback_after_ms = body.failback_after_ms.or(o.failback_after_ms);
+    record.updated_at_ms = unix_ms(SystemTime::now());
+    apply(&control, &record).await?;
+    control
+        .db
+        .update(&record)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(view(&control, &record)))
+}
+
+/// Deletes an event: new publishes are refused and its publishers are disconnected.
+#[utoipa::path(delete, path = "/admin/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 204, description = "Deleted"),
+              ByIdErrors))]
+pub(crate) async fn delete_event<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_event_id(&id).map_err(bad)?;
+    if !control.db.delete(&id).await.map_err(ApiError::internal)? {
+        return Err(ApiError::not_found());
+    }
+    control.registry.remove(&id);
+    tracing::info!(event = %id, "event deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The event's live status: its publishers (address, codec, resolution, bit rate, frame
+/// rate, uptime), renditions and newest segment.
+#[utoipa::path(get, path = "/admin/v1/events/{id}/status", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "Live status", body = EventStatus),
+              ByIdErrors))]
+pub(crate) async fn event_status<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<EventStatus>, ApiError> {
+    check_event_id(&id).map_err(bad)?;
+    control
+        .registry
+        .status(&id)
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Replaces a stream key. The new key is in the answer, the only time it is shown; the old
+/// one is refused from now on and its publisher is disconnected.
+#[utoipa::path(post, path = "/admin/v1/events/{id}/stream-keys/rotate", tag = "events",
+    request_body(content = RotateKey, description = "Which key (default primary)"),
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "The new key", body = RotatedKey),
+              ByIdErrors))]
+pub(crate) async fn rotate_key<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateKey>,
+) -> Result<Json<RotatedKey>, ApiError> {
+    let mut record = load(&control, &id).await?;
+    let key = new_key()?;
+    let digest = StreamKey::new(&key).digest_hex();
+    match body.input {
+        InputName::Primary => record.stream_key_sha256 = digest,
+        InputName::Backup => record.backup_stream_key_sha256 = Some(digest),
+    }
+    record.updated_at_ms = unix_ms(SystemTime::now());
+    apply(&control, &record).await?;
+    control
+        .db
+        .update(&record)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(event = %id, input = ?body.input, "stream key rotated");
+    Ok(Json(RotatedKey {
+        input: body.input,
+        stream_key: key,
+    }))
+}
+
+/// Disconnects the event's publishers (the keys stay valid: rotate a key to keep one out).
+#[utoipa::path(post, path = "/admin/v1/events/{id}/kick", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "Publishers disconnected", body = Kicked),
+              ByIdErrors))]
+pub(crate) async fn kick<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<Kicked>, ApiError> {
+    check_event_id(&id).map_err(bad)?;
+    let kicked = control.registry.kick(&id).ok_or_else(ApiError::not_found)?;
+    tracing::info!(event = %id, kicked, "publishers kicked");
+    Ok(Json(Kicked { kicked }))
+}

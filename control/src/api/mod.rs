@@ -1,0 +1,219 @@
+//! The admin REST API at `/admin/v1` (JSON, bearer-token auth) and its OpenAPI 3 document at
+//! `/admin/v1/openapi.json`, generated from these handlers and types by `utoipa`.
+//!
+//! Errors are JSON `{"error": "..."}` with a 4xx status: 400 malformed input (bad JSON,
+//! unknown fields, out-of-range values, bad ids), 401 missing or wrong token, 404 no such
+//! event, 409 conflicts (id or key in use, a change that needs the event idle), 413 bodies
+//! over 64 KiB. Nothing is changed when a request is refused.
+
+mod events;
+mod types;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{header, StatusCode};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use weir_origin::Store;
+
+use crate::Control;
+
+pub use types::{CreateEvent, CreatedEvent, EventView, Kicked, RotateKey, RotatedKey, UpdateEvent};
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A refused request: its status and a short message for the JSON body.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "no such event")
+    }
+
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "admin API");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the log)",
+        )
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// `Json<T>` whose rejections (bad JSON, unknown fields, wrong content type, too large) are
+/// JSON errors like every other.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => {
+                let status = match r.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+                    s => s,
+                };
+                Err(ApiError::new(status, r.body_text()))
+            }
+        }
+    }
+}
+
+/// Refuses requests without a valid `Authorization: Bearer TOKEN`.
+async fn authorize<S: Store>(
+    State(control): State<Arc<Control<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Every token is compared, so the time taken says nothing about which one matched.
+    let ok = token.is_some_and(|t| {
+        control
+            .admin_tokens
+            .iter()
+            .fold(false, |found, known| known.matches(t) | found)
+    });
+    if !ok {
+        let reason = if token.is_some() { "wrong" } else { "missing" };
+        metrics::counter!("weir_admin_unauthorized_total", "reason" => reason).increment(1);
+        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+            .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    next.run(request).await
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the admin API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "weir admin API", version = "1", description = "Manage weir's live events while it runs."),
+    paths(
+        events::list_events,
+        events::create_event,
+        events::get_event,
+        events::update_event,
+        events::delete_event,
+        events::event_status,
+        events::rotate_key,
+        events::kick,
+    ),
+    components(schemas(
+        ErrorBody,
+        EventView,
+        CreateEvent,
+        CreatedEvent,
+        UpdateEvent,
+        RotateKey,
+        RotatedKey,
+        Kicked,
+        crate::EventStatus,
+        crate::InputStatus,
+        crate::RenditionStatus,
+        types::InputName,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+async fn openapi_json() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such admin route")
+}
+
+/// The admin API's routes (`/admin/v1/...`), to merge into the origin's router.
+pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
+    let authed = Router::new()
+        .route(
+            "/admin/v1/events",
+            get(events::list_events::<S>).post(events::create_event::<S>),
+        )
+        .route(
+            "/admin/v1/events/{id}",
+            get(events::get_event::<S>)
+                .patch(events::update_event::<S>)
+                .delete(events::delete_event::<S>),
+        )
+        .route(
+            "/admin/v1/events/{id}/status",
+            get(events::event_status::<S>),
+        )
+        .route(
+            "/admin/v1/events/{id}/stream-keys/rotate",
+            post(events::rotate_key::<S>),
+        )
+        .route("/admin/v1/events/{id}/kick", post(events::kick::<S>))
+        .route("/admin/v1/{*rest}", axum::routing::any(no_route))
+        .layer(from_fn_with_state(control.clone(), authorize::<S>))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(control);
+    Router::new()
+        .route("/admin/v1/openapi.json", get(openapi_json))
+        .merge(authed)
+}

@@ -1,0 +1,244 @@
+//! The admin API's request and response bodies.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoResponses, ToSchema};
+
+use super::ErrorBody;
+use crate::db::EventRecord;
+
+/// An event as the API shows it. Stream keys are never shown after they are made.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// The event id, used in URLs (`/live/{id}/master.m3u8`).
+    pub id: String,
+    /// A title for operators.
+    pub title: String,
+    /// A description for operators.
+    pub description: String,
+    /// Whether the event has a backup stream key (redundant ingest).
+    pub has_backup_stream_key: bool,
+    /// The ladder: `default`, `passthrough` or a ladder of the configuration file.
+    pub ladder: String,
+    /// LL-HLS on or off.
+    pub low_latency: bool,
+    /// Whether SRT publishers must encrypt with a passphrase.
+    pub srt_passphrase_set: bool,
+    /// The most a publisher may send, kbit/s.
+    pub max_ingest_kbps: u64,
+    /// Silence of the packaged encoder after which the other takes over, ms.
+    pub failover_after_ms: u64,
+    /// Unbroken media from the primary before it is taken back, ms.
+    pub failback_after_ms: u64,
+    /// Whether a publisher is connected.
+    pub live: bool,
+    /// The master playlist's path at the edge.
+    pub playback_path: String,
+    /// When it was created, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When it was last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl EventView {
+    pub(crate) fn new(record: &EventRecord, live: bool) -> EventView {
+        let o = &record.options;
+        EventView {
+            id: record.id.clone(),
+            title: record.title.clone(),
+            description: record.description.clone(),
+            has_backup_stream_key: record.backup_stream_key_sha256.is_some(),
+            ladder: o.ladder.clone().unwrap_or_else(|| "default".into()),
+            low_latency: o.low_latency.unwrap_or(true),
+            srt_passphrase_set: o.srt_passphrase.is_some(),
+            max_ingest_kbps: o.max_ingest_kbps.unwrap_or(50_000),
+            failover_after_ms: o.failover_after_ms.unwrap_or(1_000),
+            failback_after_ms: o.failback_after_ms.unwrap_or(10_000),
+            live,
+            playback_path: format!("/live/{}/master.m3u8", record.id),
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+        }
+    }
+}
+
+/// `POST /admin/v1/events`: a new event. Only `id` is required.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvent {
+    /// 1-64 of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// A title for operators (at most 200 characters).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A description for operators (at most 2000 characters).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The primary stream key (8-256 characters, no `/`); made at random when absent.
+    #[serde(default)]
+    pub stream_key: Option<String>,
+    /// The backup stream key; made at random when `backup` is true and this is absent.
+    #[serde(default)]
+    pub backup_stream_key: Option<String>,
+    /// Give the event a backup stream key (redundant ingest).
+    #[serde(default)]
+    pub backup: Option<bool>,
+    /// `default` (the default), `passthrough` or a ladder of the configuration file.
+    #[serde(default)]
+    pub ladder: Option<String>,
+    /// LL-HLS (default true).
+    #[serde(default)]
+    pub low_latency: Option<bool>,
+    /// SRT passphrase (10-79 characters); none by default.
+    #[serde(default)]
+    pub srt_passphrase: Option<String>,
+    /// kbit/s, 100..=1000000 (default 50000).
+    #[serde(default)]
+    pub max_ingest_kbps: Option<u64>,
+    /// ms, 100..=30000 (default 1000).
+    #[serde(default)]
+    pub failover_after_ms: Option<u64>,
+    /// ms, 0..=600000 (default 10000).
+    #[serde(default)]
+    pub failback_after_ms: Option<u64>,
+}
+
+/// The answer to `POST /admin/v1/events`: the event, and its stream keys, shown this once.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CreatedEvent {
+    /// The event.
+    pub event: EventView,
+    /// The primary stream key: `rtmp://HOST/live/{stream_key}` or SRT `streamid`.
+    pub stream_key: String,
+    /// The backup stream key, if the event has one.
+    pub backup_stream_key: Option<String>,
+}
+
+/// `PATCH /admin/v1/events/{id}`: the fields to change; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEvent {
+    /// A title for operators.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A description for operators.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The ladder; applies from the next publisher session.
+    #[serde(default)]
+    pub ladder: Option<String>,
+    /// LL-HLS; only while no publisher is connected (409 otherwise).
+    #[serde(default)]
+    pub low_latency: Option<bool>,
+    /// SRT passphrase (10-79 characters); applies to new SRT publishers.
+    #[serde(default)]
+    pub srt_passphrase: Option<String>,
+    /// kbit/s, 100..=1000000; applies to new publishers.
+    #[serde(default)]
+    pub max_ingest_kbps: Option<u64>,
+    /// ms, 100..=30000; applies at once.
+    #[serde(default)]
+    pub failover_after_ms: Option<u64>,
+    /// ms, 0..=600000; applies at once.
+    #[serde(default)]
+    pub failback_after_ms: Option<u64>,
+}
+
+/// Which of an event's stream keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputName {
+    /// The primary encoder's key.
+    #[default]
+    Primary,
+    /// The backup encoder's key (made if the event has none).
+    Backup,
+}
+
+/// `POST /admin/v1/events/{id}/stream-keys/rotate`.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Which key (default `primary`).
+    #[serde(default)]
+    pub input: InputName,
+}
+
+/// The new stream key, shown this once. The old key is refused from now on, and a publisher
+/// connected with it is disconnected.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RotatedKey {
+    /// Which key changed.
+    pub input: InputName,
+    /// The new key.
+    pub stream_key: String,
+}
+
+/// `POST /admin/v1/events/{id}/kick`: how many publishers were disconnected.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Kicked {
+    /// Publishers disconnected (0-2).
+    pub kicked: usize,
+}
+
+/// The error answers of every admin request.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the errors are `ApiError`s.
+pub(crate) enum AuthErrors {
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong bearer token")]
+    Unauthorized(ErrorBody),
+}
+
+/// The error answers of a request naming an event.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the errors are `ApiError`s.
+pub(crate) enum ByIdErrors {
+    /// 400.
+    #[response(status = 400, description = "Malformed id or body")]
+    BadRequest(ErrorBody),
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong bearer token")]
+    Unauthorized(ErrorBody),
+    /// 404.
+    #[response(status = 404, description = "No such event")]
+    NotFound(ErrorBody),
+}
+
+/// The error answers of `POST /admin/v1/events`.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the errors are `ApiError`s.
+pub(crate) enum CreateErrors {
+    /// 400.
+    #[response(status = 400, description = "Invalid input")]
+    BadRequest(ErrorBody),
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong bearer token")]
+    Unauthorized(ErrorBody),
+    /// 409.
+    #[response(status = 409, description = "The id or a stream key is in use")]
+    Conflict(ErrorBody),
+    /// 413.
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(ErrorBody),
+}
+
+/// The error answers of `PATCH /admin/v1/events/{id}`.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only described, never built: the errors are `ApiError`s.
+pub(crate) enum UpdateErrors {
+    /// 400.
+    #[response(status = 400, description = "Invalid input")]
+    BadRequest(ErrorBody),
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong bearer token")]
+    Unauthorized(ErrorBody),
+    /// 404.
+    #[response(status = 404, description = "No such event")]
+    NotFound(ErrorBody),
+    /// 409.
+    #[response(
+        status = 409,
+        description = "low_latency changed while a publisher is connected"
+    )]
+    Conflict(ErrorBody),
+}

@@ -1,0 +1,130 @@
+//! weir's control plane: the live events, persisted, changed while weir runs, and the admin
+//! API that changes them.
+//!
+//! ```text
+//! operator --HTTP /admin/v1--> api (axum, bearer token) --> Database (sqlx: SQLite | PostgreSQL)
+//!                                                      \--> Registry (the running events)
+//! publisher --RTMP/SRT--> ingest --EventDirectory--> Registry --> InputSelector --> Pipeline
+//!                                                               (primary/backup)   (packager,
+//!                                                                                   transcoder)
+//! ```
+//!
+//! The database is the source of truth: at start the configuration file's events are seeded
+//! into it (once: an event already stored is left as it is), then every stored event is
+//! loaded into the [`Registry`]. The API writes the database and applies the change to the
+//! registry at once: a new event accepts publishes, a deleted or re-keyed one refuses them and
+//! its publishers are disconnected.
+
+mod api;
+mod db;
+mod pipeline;
+mod registry;
+mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use weir_config::{AdminToken, Config, LadderSettings};
+use weir_origin::Store;
+
+pub use api::{
+    router as admin_router, ApiDoc, CreateEvent, CreatedEvent, ErrorBody, EventView, Kicked,
+    RotateKey, RotatedKey, UpdateEvent,
+};
+pub use db::{Database, DbError, EventRecord};
+pub use registry::{Publisher, Registry, RegistryError};
+pub use status::{EventStatus, InputStatus, RenditionStatus};
+
+/// The control plane of one `weir serve`: the event database, the running events and who may
+/// change them.
+#[derive(Debug)]
+pub struct Control<S: Store> {
+    /// The running events (ingest's `EventDirectory`).
+    pub registry: Arc<Registry<S>>,
+    db: Database,
+    ladders: Vec<LadderSettings>,
+    admin_tokens: Vec<AdminToken>,
+}
+
+/// What [`Control::open`] made besides the control plane.
+#[derive(Debug)]
+pub struct Opened<S: Store> {
+    /// The control plane.
+    pub control: Arc<Control<S>>,
+    /// An admin token made at random because the configuration names none (print it for the
+    /// operator; it is valid until weir stops).
+    pub generated_token: Option<String>,
+    /// Where the database is (the URL without credentials).
+    pub database: String,
+}
+
+/// The database URL: `control.database_url`, or SQLite in `control.data_dir` (relative paths
+/// are taken from `base`, the configuration file's directory).
+fn database_url(config: &Config, base: &Path) -> anyhow::Result<(String, String)> {
+    if let Some(url) = &config.control.database_url {
+        let shown = match url.split_once('@') {
+            Some((_, host)) => format!("{}…@{host}", &url[..url.find("://").map_or(0, |i| i + 3)]),
+            None => url.clone(),
+        };
+        return Ok((url.clone(), shown));
+    }
+    let dir = base.join(&config.control.data_dir);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let file = dir.join("weir.db");
+    let shown = file.display().to_string();
+    Ok((format!("sqlite://{shown}?mode=rwc"), shown))
+}
+
+impl<S: Store> Control<S> {
+    /// Opens the database (creating and migrating it as needed), seeds the configuration
+    /// file's events into it, and loads every stored event.
+    ///
+    /// # Errors
+    /// The database cannot be opened, or a stored event is invalid under this configuration
+    /// (e.g. it names a ladder the file no longer has).
+    pub async fn open(config: &Config, base: &Path, store: Arc<S>) -> anyhow::Result<Opened<S>> {
+        let (url, shown) = database_url(config, base)?;
+        let db = Database::open(&url)
+            .await
+            .with_context(|| format!("opening the event database {shown}"))?;
+        let now = status::unix_ms(SystemTime::now());
+        for e in &config.events {
+            if db.insert(&EventRecord::from_settings(e, now)).await? {
+                tracing::info!(event = %e.id, "event seeded from the configuration file");
+            }
+        }
+        let registry = Arc::new(Registry::new(config.packager.clone(), store));
+        for record in db.list().await? {
+            let settings = record
+                .settings(&config.ladders)
+                .with_context(|| format!("stored event {:?}", record.id))?;
+            registry
+                .upsert(settings)
+                .with_context(|| format!("stored event {:?}", record.id))?;
+        }
+        let mut admin_tokens = config.control.admin_tokens.clone();
+        let mut generated_token = None;
+        if admin_tokens.is_empty() {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("making an admin token: {e}"))?;
+            let token = hex::encode(bytes);
+            admin_tokens.push(AdminToken::new(&token)?);
+            generated_token = Some(token);
+        }
+        let control = Arc::new(Control {
+            registry,
+            db,
+            ladders: config.ladders.clone(),
+            admin_tokens,
+        });
+        Ok(Opened {
+            control,
+            generated_token,
+            database: shown,
+        })
+    }
+}

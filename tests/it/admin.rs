@@ -1,0 +1,310 @@
+//! The admin API: events created, changed, re-keyed, kicked and deleted while weir runs,
+//! persisted across a restart, and bad requests refused without changing anything.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const TOKEN: &str = "it-admin-token-0123456789";
+
+fn control_toml() -> String {
+    format!("[control]\nadmin_tokens = [\"{TOKEN}\"]\n")
+}
+
+/// One admin request: (status, JSON body). `token` None sends no `Authorization`.
+fn admin(
+    weir: &Weir,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let url = weir.origin_url(path);
+    let agent = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let response = match (method, body) {
+        ("GET", _) => {
+            let mut r = agent.get(&url);
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        }
+        ("DELETE", _) => {
+            let mut r = agent.delete(&url);
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        }
+        (m, body) => {
+            let mut r = match m {
+                "POST" => agent.post(&url),
+                "PATCH" => agent.patch(&url),
+                other => panic!("method {other}"),
+            };
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.header("Content-Type", "application/json")
+                .send(body.unwrap_or("{}"))
+        }
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+    };
+    (status, value)
+}
+
+fn api(weir: &Weir, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    admin(weir, method, path, body, Some(TOKEN))
+}
+
+fn event_ids(weir: &Weir) -> Vec<String> {
+    let (status, list) = api(weir, "GET", "/admin/v1/events", None);
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until `key` publishes to `event` (its status shows the publisher packaged and a
+/// segment from it) and returns the publisher.
+fn publish_live(weir: &Weir, event: &str, key: &str) -> std::process::Child {
+    let child = publish(&flv(BBB, 9, true), &weir.publish_url(key), true);
+    let path = format!("/admin/v1/events/{event}/status");
+    wait_for("the publisher packaged", Duration::from_secs(30), || {
+        let (_, s) = api(weir, "GET", &path, None);
+        let since = s["inputs"][0]["connected_at_ms"].as_u64()?;
+        let segment = s["last_segment_at_ms"].as_u64()?;
+        (s["live"] == json!(true) && segment > since).then_some(())
+    });
+    child
+}
+
+/// Whether a publish with `key` is refused (ffmpeg exits with an error).
+fn refused(weir: &Weir, key: &str) -> bool {
+    let (ok, _) = finish(
+        publish(&flv(BBB, 1, true), &weir.publish_url(key), true),
+        Duration::from_secs(30),
+    );
+    !ok
+}
+
+#[test]
+fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
+    let mut weir = Weir::serve(&control_toml());
+
+    // The token is required; a wrong or missing one is 401 with a JSON error, and counted.
+    for token in [None, Some("not-the-token-0123456789")] {
+        let (status, body) = admin(&weir, "GET", "/admin/v1/events", None, token);
+        assert_eq!(status, 401);
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let unauthorized: f64 = ["missing", "wrong"]
+        .iter()
+        .map(|r| {
+            metric(
+                &weir,
+                "weir_admin_unauthorized_total",
+                &format!("reason=\"{r}\""),
+            )
+        })
+        .sum();
+    assert_eq!(unauthorized, 2.0);
+    assert!(
+        !weir.log().contains("not-the-token"),
+        "tokens are never logged"
+    );
+
+    // The configuration file's event was seeded into the database.
+    assert_eq!(event_ids(&weir), ["it"]);
+
+    // A new event, with generated keys shown once.
+    let (status, created) = api(
+        &weir,
+        "POST",
+        "/admin/v1/events",
+        Some(r#"{"id":"api-ev","title":"Match day","ladder":"passthrough","backup":true}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = created["stream_key"].as_str().unwrap().to_string();
+    let backup_key = created["backup_stream_key"].as_str().unwrap().to_string();
+    assert_eq!(created["event"]["has_backup_stream_key"], json!(true));
+    let (status, shown) = api(&weir, "GET", "/admin/v1/events/api-ev", None);
+    assert_eq!(status, 200);
+    assert_eq!(shown["title"], json!("Match day"));
+    let text = shown.to_string();
+    assert!(
+        !text.contains(&key) && !text.contains(&backup_key),
+        "keys are shown only once: {text}"
+    );
+
+    // It accepts a publisher at once; its status shows the publisher.
+    let mut publisher = publish_live(&weir, "api-ev", &key);
+    let status = wait_for(
+        "a measured ingest bit rate",
+        Duration::from_secs(20),
+        || {
+            let (_, s) = api(&weir, "GET", "/admin/v1/events/api-ev/status", None);
+            s["inputs"][0]["ingest_kbps"].is_u64().then_some(s)
+        },
+    );
+    assert_eq!(status["live"], json!(true));
+    let input = &status["inputs"][0];
+    assert_eq!(input["role"], json!("primary"));
+    assert_eq!(input["packaged"], json!(true));
+    assert!(
+        input["video_codec"].as_str().unwrap().starts_with("avc1."),
+        "{input}"
+    );
+    assert_eq!(input["resolution"], json!("1280x720"));
+    assert!(input["ingest_kbps"].as_u64().unwrap() > 500, "{input}");
+    assert!(input["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let renditions: Vec<&str> = status["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(renditions, ["source", "audio"]);
+
+    // A change of the playlists' form waits for the event to be idle; a title does not.
+    let (status, body) = api(
+        &weir,
+        "PATCH",
+        "/admin/v1/events/api-ev",
+        Some(r#"{"low_latency":false}"#),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = api(
+        &weir,
+        "PATCH",
+        "/admin/v1/events/api-ev",
+        Some(r#"{"title":"Final"}"#),
+    );
+    assert_eq!((status, body["title"].clone()), (200, json!("Final")));
+
+    // Rotating the key disconnects its publisher and refuses the old key.
+    let (status, rotated) = api(
+        &weir,
+        "POST",
+        "/admin/v1/events/api-ev/stream-keys/rotate",
+        Some("{}"),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_key = rotated["stream_key"].as_str().unwrap().to_string();
+    assert_ne!(new_key, key);
+    let (exited, _) = finish(publisher, Duration::from_secs(20));
+    assert!(!exited, "the publisher of a rotated key is disconnected");
+    assert!(refused(&weir, &key), "the old key is refused");
+    assert!(weir.log().contains("revoked by the operator"));
+
+    // The new key publishes; kick disconnects it (the key stays valid).
+    publisher = publish_live(&weir, "api-ev", &new_key);
+    let (status, kicked) = api(&weir, "POST", "/admin/v1/events/api-ev/kick", None);
+    assert_eq!((status, kicked["kicked"].clone()), (200, json!(1)));
+    let (exited, _) = finish(publisher, Duration::from_secs(20));
+    assert!(!exited);
+
+    // Bad requests are 4xx with a JSON error, and change nothing.
+    let before = event_ids(&weir);
+    for (method, path, body, want) in [
+        ("POST", "/admin/v1/events", "{not json", 400),
+        (
+            "POST",
+            "/admin/v1/events",
+            r#"{"id":"x1","colour":"red"}"#,
+            400,
+        ),
+        ("POST", "/admin/v1/events", r#"{"id":"a..b"}"#, 400),
+        (
+            "POST",
+            "/admin/v1/events",
+            r#"{"id":"x2","ladder":"nope"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/admin/v1/events",
+            r#"{"id":"x3","max_ingest_kbps":1}"#,
+            400,
+        ),
+        ("POST", "/admin/v1/events", r#"{"id":"api-ev"}"#, 409),
+        (
+            "POST",
+            "/admin/v1/events",
+            &format!(r#"{{"id":"x4","stream_key":"{STREAM_KEY}"}}"#),
+            409,
+        ),
+        (
+            "PATCH",
+            "/admin/v1/events/api-ev",
+            r#"{"stream_key":"abcdefghij"}"#,
+            400,
+        ),
+        ("GET", "/admin/v1/events/a..b", "", 400),
+        ("GET", "/admin/v1/events/nope", "", 404),
+        ("POST", "/admin/v1/events/nope/kick", "", 404),
+    ] {
+        let body = (!body.is_empty()).then_some(body);
+        let (status, answer) = api(&weir, method, path, body);
+        assert_eq!(status, want, "{method} {path} {body:?}: {answer}");
+        assert!(answer["error"].is_string(), "{method} {path}: {answer}");
+    }
+    let huge = format!(r#"{{"id":"x5","description":"{}"}}"#, "d".repeat(100_000));
+    let (status, answer) = api(&weir, "POST", "/admin/v1/events", Some(&huge));
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(event_ids(&weir), before, "refused requests changed nothing");
+
+    // Deleting an event refuses its publishers.
+    let (status, _) = api(
+        &weir,
+        "POST",
+        "/admin/v1/events",
+        Some(r#"{"id":"doomed","stream_key":"doomed-key-0001"}"#),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = api(&weir, "DELETE", "/admin/v1/events/doomed", None);
+    assert_eq!(status, 204);
+    assert!(refused(&weir, "doomed-key-0001"));
+
+    // After a restart the API's events are still there, with their keys.
+    weir.restart();
+    assert_eq!(event_ids(&weir), ["api-ev", "it"]);
+    let (_, shown) = api(&weir, "GET", "/admin/v1/events/api-ev", None);
+    assert_eq!(shown["title"], json!("Final"));
+    let mut publisher = publish_live(&weir, "api-ev", &new_key);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+#[test]
+fn the_openapi_document_describes_the_api() {
+    let weir = Weir::serve(&control_toml());
+    let (status, doc) = admin(&weir, "GET", "/admin/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/admin/v1/events",
+        "/admin/v1/events/{id}",
+        "/admin/v1/events/{id}/status",
+        "/admin/v1/events/{id}/stream-keys/rotate",
+        "/admin/v1/events/{id}/kick",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["CreateEvent"].is_object());
+}
