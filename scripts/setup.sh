@@ -6,7 +6,8 @@
 # wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
 # player test), curl (concurrent viewers in tests), Python's m3u8 package (LL-HLS checker),
 # and the SRT publishers the SRT tests use besides ffmpeg: srt-live-transmit (srt-tools) and
-# GStreamer's srtsink and tsparse (gstreamer1.0-plugins-bad).
+# GStreamer's srtsink and tsparse (gstreamer1.0-plugins-bad), and PostgreSQL's server binaries
+# (the control-plane test starts its own throwaway server on loopback).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
@@ -23,6 +24,7 @@ pkg-config --exists srt 2>/dev/null || need+=(libsrt-openssl-dev)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 [ -n "$(ls /usr/lib/*/gstreamer-1.0/libgstsrt.so 2>/dev/null)" ] || need+=(gstreamer1.0-plugins-bad)
+[ -n "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] || need+=(postgresql)
 if [ "${1:-}" = "--bench" ]; then
   command -v nginx >/dev/null || need+=(nginx)
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)

@@ -199,3 +199,65 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, key: &str) -> EventRecord {
+        EventRecord {
+            id: id.into(),
+            title: "t".into(),
+            description: String::new(),
+            stream_key_sha256: StreamKey::new(key).digest_hex(),
+            backup_stream_key_sha256: None,
+            options: EventOptions {
+                ladder: Some("passthrough".into()),
+                ..EventOptions::default()
+            },
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_events_in_sqlite() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        assert!(db.insert(&record("b", "key-b-0001")).await.unwrap());
+        assert!(db.insert(&record("a", "key-a-0001")).await.unwrap());
+        assert!(
+            !db.insert(&record("a", "other-key-1")).await.unwrap(),
+            "ids are unique"
+        );
+        let ids: Vec<String> = db.list().await.unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let mut a = db.get("a").await.unwrap().unwrap();
+        assert_eq!(
+            a.stream_key_sha256,
+            StreamKey::new("key-a-0001").digest_hex()
+        );
+        a.title = "changed".into();
+        a.updated_at_ms = 2;
+        assert!(db.update(&a).await.unwrap());
+        assert_eq!(db.get("a").await.unwrap().unwrap().title, "changed");
+        assert!(db.delete("a").await.unwrap());
+        assert!(!db.delete("a").await.unwrap());
+        assert!(db.get("a").await.unwrap().is_none());
+        assert!(!db.update(&a).await.unwrap());
+    }
+
+    #[test]
+    fn a_record_gives_back_its_settings() {
+        let ladders = weir_config::Config::embedded().ladders;
+        let r = record("ev", "key-ev-0001");
+        let s = r.settings(&ladders).unwrap();
+        assert!(s.stream_key.matches("key-ev-0001"));
+        assert!(s.ladder.is_passthrough());
+        let mut bad = r.clone();
+        bad.options.ladder = Some("missing".into());
+        assert!(bad.settings(&ladders).is_err());
+        bad = r;
+        bad.stream_key_sha256 = "not hex".into();
+        assert!(bad.settings(&ladders).is_err());
+    }
+}

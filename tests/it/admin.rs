@@ -308,3 +308,148 @@ fn the_openapi_document_describes_the_api() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["CreateEvent"].is_object());
 }
+
+/// A throwaway PostgreSQL server on loopback (Debian's `postgresql` binaries), in a scratch
+/// directory, stopped when dropped.
+struct Postgres {
+    server: std::process::Child,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (scripts/setup.sh)")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = scratch_dir().join("pg");
+        std::fs::create_dir_all(&dir).unwrap();
+        let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+        let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        // PostgreSQL refuses to run as root: as root, run it as the postgres user.
+        let command = |program: &std::path::Path| {
+            if root {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                std::process::Command::new(program)
+            }
+        };
+        if root {
+            let (ok, err) = run("chown", &["postgres:postgres", dir.to_str().unwrap()]);
+            assert!(ok, "{err}");
+        }
+        let data = dir.join("data");
+        let out = command(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "weir", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = command(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-k",
+            ])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pg = Postgres { server, port };
+        wait_for(
+            "PostgreSQL to accept connections",
+            Duration::from_secs(30),
+            || {
+                let out = std::process::Command::new(bin.join("createdb"))
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "-U",
+                        "weir",
+                        "weir",
+                    ])
+                    .output()
+                    .ok()?;
+                out.status.success().then_some(())
+            },
+        );
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://weir@127.0.0.1:{}/weir", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The server runs under runuser as another user: stop it by its process group's
+        // child (runuser forwards SIGTERM).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn events_persist_in_postgresql() {
+    let pg = Postgres::start();
+    let mut weir = Weir::serve(&format!(
+        "[control]\nadmin_tokens = [\"{TOKEN}\"]\ndatabase_url = \"{}\"\n",
+        pg.url()
+    ));
+    assert_eq!(event_ids(&weir), ["it"], "seeded into PostgreSQL");
+    let (status, created) = api(
+        &weir,
+        "POST",
+        "/admin/v1/events",
+        Some(r#"{"id":"pg-ev","ladder":"passthrough"}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = created["stream_key"].as_str().unwrap().to_string();
+    let mut publisher = publish_live(&weir, "pg-ev", &key);
+    let (status, rotated) = api(
+        &weir,
+        "POST",
+        "/admin/v1/events/pg-ev/stream-keys/rotate",
+        Some(r#"{"input":"primary"}"#),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_key = rotated["stream_key"].as_str().unwrap().to_string();
+    let (ok, _) = finish(publisher, Duration::from_secs(20));
+    assert!(!ok, "the publisher of a rotated key is disconnected");
+    assert!(refused(&weir, &key));
+
+    weir.restart();
+    assert_eq!(event_ids(&weir), ["it", "pg-ev"]);
+    publisher = publish_live(&weir, "pg-ev", &new_key);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let (status, _) = api(&weir, "DELETE", "/admin/v1/events/pg-ev", None);
+    assert_eq!(status, 204);
+    weir.restart();
+    assert_eq!(event_ids(&weir), ["it"]);
+}
