@@ -22,6 +22,109 @@ pub struct ControlSettings {
     /// Bearer tokens the admin API accepts (`Authorization: Bearer TOKEN`), held as digests.
     /// With none configured, `weir serve` makes one at start and prints it on stdout.
     pub admin_tokens: Vec<AdminToken>,
+    /// Webhooks (`[control.hooks]`).
+    pub hooks: HookSettings,
+}
+
+/// Webhooks (`[control.hooks]`): HTTP POSTs of JSON to the operator's URLs when publishers
+/// come and go and segments are published, signed with HMAC-SHA256 when a secret is set.
+#[derive(Clone, Debug)]
+pub struct HookSettings {
+    /// Asked before a publisher is accepted: a 2xx answer accepts it, anything else (or no
+    /// answer within `timeout`) refuses it.
+    pub on_publish: Option<String>,
+    /// Told when a publisher leaves.
+    pub on_unpublish: Option<String>,
+    /// Told when a segment is published.
+    pub on_segment: Option<String>,
+    /// The HMAC-SHA256 key of the `X-Weir-Signature` header; none by default (unsigned).
+    pub secret: Option<HookSecret>,
+    /// Longest wait for a hook's answer. Default 2 000 ms, 100..=30 000.
+    pub timeout: std::time::Duration,
+    /// Attempts per notification (`on_unpublish`, `on_segment`), with a doubling pause from
+    /// 500 ms. Default 3, 1..=10. `on_publish` is asked once.
+    pub max_attempts: u32,
+    /// Notifications waiting for delivery at most; beyond it new ones are dropped and counted.
+    /// Default 1 000.
+    pub queue: usize,
+}
+
+/// The webhooks' signing key. Its `Debug` prints nothing.
+#[derive(Clone)]
+pub struct HookSecret(String);
+
+impl HookSecret {
+    /// The key's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for HookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HookSecret(<redacted>)")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHooks {
+    on_publish: Option<String>,
+    on_unpublish: Option<String>,
+    on_segment: Option<String>,
+    secret: Option<String>,
+    timeout_ms: u64,
+    max_attempts: u32,
+    queue: usize,
+}
+
+impl Default for RawHooks {
+    fn default() -> Self {
+        RawHooks {
+            on_publish: None,
+            on_unpublish: None,
+            on_segment: None,
+            secret: None,
+            timeout_ms: 2_000,
+            max_attempts: 3,
+            queue: 1_000,
+        }
+    }
+}
+
+impl RawHooks {
+    fn validate(self) -> Result<HookSettings, ConfigError> {
+        let url = |field: &str, v: Option<String>| match v {
+            Some(u) if !u.starts_with("http://") => Err(ConfigError::Invalid(format!(
+                "control.hooks.{field}: an http:// URL (https:// comes with TLS support)"
+            ))),
+            other => Ok(other),
+        };
+        if !(100..=30_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "control.hooks.timeout_ms: 100..=30000".into(),
+            ));
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(ConfigError::Invalid(
+                "control.hooks.max_attempts: 1..=10".into(),
+            ));
+        }
+        if self.secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "control.hooks.secret: at least 16 characters".into(),
+            ));
+        }
+        Ok(HookSettings {
+            on_publish: url("on_publish", self.on_publish)?,
+            on_unpublish: url("on_unpublish", self.on_unpublish)?,
+            on_segment: url("on_segment", self.on_segment)?,
+            secret: self.secret.map(HookSecret),
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            max_attempts: self.max_attempts,
+            queue: self.queue.clamp(1, 1_000_000),
+        })
+    }
 }
 
 /// An admin API bearer token, held as its SHA-256 digest only; compared in constant time.
@@ -63,6 +166,7 @@ pub(crate) struct RawControl {
     data_dir: String,
     database_url: Option<String>,
     admin_tokens: Vec<String>,
+    hooks: RawHooks,
 }
 
 impl Default for RawControl {
@@ -71,6 +175,7 @@ impl Default for RawControl {
             data_dir: "weir-data".into(),
             database_url: None,
             admin_tokens: Vec::new(),
+            hooks: RawHooks::default(),
         }
     }
 }
@@ -93,6 +198,7 @@ impl RawControl {
                 .iter()
                 .map(|t| AdminToken::new(t))
                 .collect::<Result<_, _>>()?,
+            hooks: self.hooks.validate()?,
         })
     }
 }

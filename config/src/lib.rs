@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use control::{AdminToken, ControlSettings};
+pub use control::{AdminToken, ControlSettings, HookSecret, HookSettings};
 pub use event::{
     check_event_id, check_stream_key, validate_event, EventOptions, EventSettings,
     FailoverSettings, StreamKey,

@@ -51,6 +51,9 @@ pub struct EventRecord {
     /// Ladder, LL-HLS, SRT passphrase, ingest bound, failover timing.
     #[serde(default)]
     pub options: EventOptions,
+    /// Ended by the operator: publishes are refused until it is started again.
+    #[serde(default)]
+    pub ended: bool,
     /// When it was created, ms since the Unix epoch.
     pub created_at_ms: u64,
     /// When it was last changed, ms since the Unix epoch.
@@ -67,6 +70,7 @@ impl EventRecord {
             stream_key_sha256: settings.stream_key.digest_hex(),
             backup_stream_key_sha256: settings.backup_stream_key.as_ref().map(|k| k.digest_hex()),
             options: settings.options.clone(),
+            ended: false,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         }
@@ -215,6 +219,7 @@ mod tests {
                 ladder: Some("passthrough".into()),
                 ..EventOptions::default()
             },
+            ended: false,
             created_at_ms: 1,
             updated_at_ms: 1,
         }

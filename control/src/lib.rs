@@ -17,6 +17,7 @@
 
 mod api;
 mod db;
+mod hooks;
 mod pipeline;
 mod registry;
 mod status;
@@ -96,7 +97,8 @@ impl<S: Store> Control<S> {
                 tracing::info!(event = %e.id, "event seeded from the configuration file");
             }
         }
-        let registry = Arc::new(Registry::new(config.packager.clone(), store));
+        let hooks = Arc::new(hooks::Hooks::start(config.control.hooks.clone()));
+        let registry = Arc::new(Registry::new(config.packager.clone(), store, hooks));
         for record in db.list().await? {
             let settings = record
                 .settings(&config.ladders)
@@ -104,6 +106,9 @@ impl<S: Store> Control<S> {
             registry
                 .upsert(settings)
                 .with_context(|| format!("stored event {:?}", record.id))?;
+            if record.ended {
+                registry.end(&record.id);
+            }
         }
         let mut admin_tokens = config.control.admin_tokens.clone();
         let mut generated_token = None;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::hooks::Hooks;
 use weir_config::LadderSettings;
 use weir_ingest::{RenditionSink, Transcoder, TranscoderConfig};
 use weir_media::{Frame, TrackInfo, TrackKind};
@@ -45,10 +46,23 @@ pub(crate) fn lock(state: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
 }
 
 /// Applies what the packager produced to the store and exports its counters.
-fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
+fn drain<S: Store>(store: &S, hooks: &Hooks, event: &EventId, state: &mut EventState) {
     for artifact in state.out.drain(..) {
-        if matches!(artifact, Artifact::Segment { .. }) {
+        if let Artifact::Segment {
+            rendition,
+            session,
+            msn,
+            data,
+        } = &artifact
+        {
             state.last_segment_at = Some(SystemTime::now());
+            hooks.on_segment(
+                event.as_str(),
+                rendition.as_str(),
+                &session.to_string(),
+                msn.0,
+                data.len(),
+            );
         }
         store.apply(event, artifact);
     }
@@ -70,15 +84,35 @@ fn drain<S: Store>(store: &S, event: &EventId, state: &mut EventState) {
 /// What every pipeline of one event shares.
 pub(crate) struct EventOutput<S: Store> {
     pub(crate) id: EventId,
+    pub(crate) hooks: Arc<Hooks>,
     pub(crate) segment_target: Duration,
     pub(crate) state: Arc<Mutex<EventState>>,
     pub(crate) store: Arc<S>,
+}
+
+impl<S: Store> EventOutput<S> {
+    /// Ends the event's playlists (`EXT-X-ENDLIST`).
+    pub(crate) fn end_event(&self) {
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        s.packager.end_event(SystemTime::now(), &mut s.out);
+        drain(&*self.store, &self.hooks, &self.id, s);
+    }
+
+    /// Opens an ended event again.
+    pub(crate) fn reopen(&self) {
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        s.packager.reopen(&mut s.out);
+        drain(&*self.store, &self.hooks, &self.id, s);
+    }
 }
 
 /// Where an event's renditions go: its packager, then its store. Used directly for a
 /// passthrough event, and as the transcoder's [`RenditionSink`] otherwise.
 pub(crate) struct EventSink<S: Store> {
     event: EventId,
+    hooks: Arc<Hooks>,
     state: Arc<Mutex<EventState>>,
     store: Arc<S>,
     session: SessionId,
@@ -91,6 +125,7 @@ impl<S: Store> EventSink<S> {
     fn clone_handle(&self) -> EventSink<S> {
         EventSink {
             event: self.event.clone(),
+            hooks: self.hooks.clone(),
             state: self.state.clone(),
             store: self.store.clone(),
             session: self.session.clone(),
@@ -112,7 +147,7 @@ impl<S: Store> EventSink<S> {
         let mut state = lock(&self.state);
         let s = &mut *state;
         f(&mut s.packager, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
+        drain(&*self.store, &self.hooks, &self.event, s);
     }
 }
 
@@ -127,7 +162,7 @@ impl<S: Store> RenditionSink for EventSink<S> {
             s.renditions.push(rendition.to_string());
         }
         s.packager.track(r, info, SystemTime::now(), &mut s.out);
-        drain(&*self.store, &self.event, s);
+        drain(&*self.store, &self.hooks, &self.event, s);
     }
 
     fn frame(&mut self, rendition: &str, frame: Frame) {
@@ -174,11 +209,12 @@ impl<S: Store> Pipeline<S> {
             let mut state = lock(&event.state);
             let s = &mut *state;
             s.packager.begin_session(session.clone(), now, &mut s.out);
-            drain(&*event.store, &event.id, s);
+            drain(&*event.store, &event.hooks, &event.id, s);
             (!s.renditions.is_empty()).then(|| s.renditions.clone())
         };
         let sink = EventSink {
             event: event.id.clone(),
+            hooks: event.hooks.clone(),
             state: event.state.clone(),
             store: event.store.clone(),
             session,
@@ -237,6 +273,6 @@ impl<S: Store> Pipeline<S> {
         let mut state = lock(&self.sink.state);
         let s = &mut *state;
         s.packager.end_session(SystemTime::now(), &mut s.out);
-        drain(&*self.sink.store, &self.sink.event, s);
+        drain(&*self.sink.store, &self.sink.hooks, &self.sink.event, s);
     }
 }

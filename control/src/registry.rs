@@ -16,6 +16,7 @@ use weir_media::{Frame, TrackInfo};
 use weir_origin::{EventId, Store};
 use weir_packager::{MediaSequence, Packager, PackagerConfig, TargetDurationPolicy};
 
+use crate::hooks::Hooks;
 use crate::pipeline::{lock, EventOutput, EventState, Pipeline};
 use crate::status::{unix_ms, EventStatus, InputMeter, RenditionStatus};
 
@@ -40,6 +41,7 @@ pub struct Registry<S: Store> {
     events: RwLock<HashMap<String, Arc<LiveEvent<S>>>>,
     packager: PackagerSettings,
     store: Arc<S>,
+    hooks: Arc<Hooks>,
 }
 
 impl<S: Store> std::fmt::Debug for Registry<S> {
@@ -88,12 +90,13 @@ fn lock_inputs<S: Store>(inputs: &Mutex<Inputs<S>>) -> MutexGuard<'_, Inputs<S>>
 }
 
 impl<S: Store> Registry<S> {
-    /// An empty registry whose events package with `packager` into `store`.
-    pub fn new(packager: PackagerSettings, store: Arc<S>) -> Registry<S> {
+    /// An empty registry whose events package with `packager` into `store`, telling `hooks`.
+    pub(crate) fn new(packager: PackagerSettings, store: Arc<S>, hooks: Arc<Hooks>) -> Registry<S> {
         Registry {
             events: RwLock::new(HashMap::new()),
             packager,
             store,
+            hooks,
         }
     }
 
@@ -164,6 +167,7 @@ impl<S: Store> Registry<S> {
         let event = LiveEvent {
             output: EventOutput {
                 id,
+                hooks: self.hooks.clone(),
                 segment_target: self.packager.segment_target,
                 state: Arc::new(Mutex::new(EventState::new(self.packager_for(&settings)))),
                 store: self.store.clone(),
@@ -201,11 +205,40 @@ impl<S: Store> Registry<S> {
             .remove(id);
         match removed {
             Some(event) => {
-                event.revoke_all();
+                event.end();
                 true
             }
             None => false,
         }
+    }
+
+    /// Ends the event: its publishers are revoked and what they sent is packaged up to now,
+    /// the playlists get `EXT-X-ENDLIST` and stay playable as a finished event, and new
+    /// publishers are refused until [`start`](Self::start). Returns whether the event exists.
+    pub fn end(&self, id: &str) -> bool {
+        let Some(event) = self.read().get(id).cloned() else {
+            return false;
+        };
+        event.end();
+        true
+    }
+
+    /// Lets an ended event take publishers again: the next one continues its playlists after a
+    /// discontinuity. Returns whether the event exists.
+    pub fn start(&self, id: &str) -> bool {
+        let Some(event) = self.read().get(id).cloned() else {
+            return false;
+        };
+        let _inputs = lock_inputs(&event.inputs);
+        event.output.reopen();
+        true
+    }
+
+    /// Whether the event has ended, if it exists.
+    pub fn is_ended(&self, id: &str) -> Option<bool> {
+        let event = self.read().get(id).cloned()?;
+        let ended = lock(&event.output.state).packager.is_ended();
+        Some(ended)
     }
 
     /// Revokes the event's publishers (they are disconnected as their next data arrives).
@@ -299,6 +332,19 @@ fn inputs_live(reports: &[crate::status::InputStatus]) -> bool {
 }
 
 impl<S: Store> LiveEvent<S> {
+    /// Revokes the publishers, packages what they sent up to now and ends the playlists.
+    fn end(&self) {
+        let mut inputs = lock_inputs(&self.inputs);
+        for c in inputs.connected.iter().flatten() {
+            c.revoked.store(true, Ordering::Relaxed);
+        }
+        if let Some(p) = inputs.pipeline.take() {
+            p.finish();
+        }
+        self.output.end_event();
+        set_active_gauge(&self.output.id, None);
+    }
+
     fn revoke_all(&self) -> usize {
         let inputs = lock_inputs(&self.inputs);
         let mut n = 0;
@@ -315,6 +361,9 @@ impl<S: Store> LiveEvent<S> {
         let event = &self.output.id;
         if let Some(old) = inputs.pipeline.take() {
             old.finish();
+        }
+        if lock(&self.output.state).packager.is_ended() {
+            return;
         }
         match switch.reason {
             SwitchReason::Start => {}
@@ -374,6 +423,9 @@ impl<S: Store> EventDirectory for Registry<S> {
         if lock_inputs(&event.inputs).selector.is_connected(role) {
             return Err(Rejection::AlreadyPublishing);
         }
+        if lock(&event.output.state).packager.is_ended() {
+            return Err(Rejection::Ended);
+        }
         let settings = event.settings.read().unwrap_or_else(|e| e.into_inner());
         Ok(Admission {
             srt_passphrase: settings
@@ -385,9 +437,20 @@ impl<S: Store> EventDirectory for Registry<S> {
 
     fn authorize(&self, request: &PublishRequest<'_>) -> Result<Publisher<S>, Rejection> {
         let (event, role) = self.find(request.stream_key)?;
+        // Asked before anything is locked: the hook may take its whole timeout.
+        if let Err(reason) =
+            self.hooks
+                .on_publish(event.output.id.as_str(), role.as_str(), request.peer)
+        {
+            tracing::warn!(event = %event.output.id, input = %role, peer = %request.peer, %reason, "publisher refused by the on_publish hook");
+            return Err(Rejection::Refused);
+        }
         let mut inputs = lock_inputs(&event.inputs);
         if inputs.selector.is_connected(role) {
             return Err(Rejection::AlreadyPublishing);
+        }
+        if lock(&event.output.state).packager.is_ended() {
+            return Err(Rejection::Ended);
         }
         tracing::info!(event = %event.output.id, input = %role, peer = %request.peer, "publisher accepted");
         if let Some(start) = inputs.selector.connect(role, Instant::now()) {
@@ -499,6 +562,10 @@ impl<S: Store> Drop for Publisher<S> {
                 set_active_gauge(event, None);
             }
         }
+        self.event
+            .output
+            .hooks
+            .on_unpublish(event.as_str(), self.role.as_str());
         tracing::info!(%event, input = %self.role, "publisher session ended");
     }
 }

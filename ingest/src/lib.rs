@@ -97,6 +97,12 @@ pub enum Rejection {
     /// The event cannot take a publisher now (its transcoder could not start).
     #[error("event unavailable")]
     Unavailable,
+    /// The operator ended the event; it takes no publisher until it is started again.
+    #[error("event ended")]
+    Ended,
+    /// The operator's `on_publish` hook refused the publisher (or could not be asked).
+    #[error("refused by the on_publish hook")]
+    Refused,
 }
 
 impl Rejection {
@@ -106,6 +112,8 @@ impl Rejection {
             Rejection::UnknownStreamKey => "unknown stream key",
             Rejection::AlreadyPublishing => "stream key already publishing",
             Rejection::Unavailable => "event unavailable",
+            Rejection::Ended => "event ended",
+            Rejection::Refused => "refused by the on_publish hook",
         }
     }
 }

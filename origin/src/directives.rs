@@ -122,6 +122,11 @@ pub fn advance_part_limit(part_target: Duration) -> u64 {
 /// complete, or part `_HLS_part` of it listed (a part past the segment's last one means part
 /// 0 of the next segment, so any later part answers it).
 pub fn readiness(d: &Directives, playlist: &PlaylistUpdate) -> Readiness {
+    // An ended playlist answers at once, whatever was asked (HLS-RULES: the directives are
+    // ignored once EXT-X-ENDLIST is present).
+    if playlist.ended {
+        return Readiness::Ready;
+    }
     let Some(msn) = d.msn else {
         return Readiness::Ready;
     };
@@ -177,6 +182,7 @@ mod tests {
             last_msn: last_msn.map(MediaSequence),
             last_part: last_part.map(|(m, p)| (MediaSequence(m), PartIndex(p))),
             preload_hint: None,
+            ended: false,
         }
     }
 
@@ -252,5 +258,13 @@ mod tests {
         };
         assert_eq!(readiness(&d(10, Some(4)), &plain), Readiness::Ready);
         assert_eq!(readiness(&d(11, Some(0)), &plain), Readiness::Wait);
+        // An ended playlist answers every request at once, even one far ahead.
+        let ended = PlaylistUpdate {
+            ended: true,
+            ..playlist(Some(10), Some((11, 2)))
+        };
+        for (msn, part) in [(11, Some(3)), (12, None), (40, Some(0))] {
+            assert_eq!(readiness(&d(msn, part), &ended), Readiness::Ready);
+        }
     }
 }

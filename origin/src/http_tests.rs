@@ -34,6 +34,7 @@ fn update(msn: u64, part: u32, hint: bool) -> Artifact {
                 msn: MediaSequence(msn),
                 part: PartIndex(part + 1),
             }),
+            ended: false,
         },
     }
 }

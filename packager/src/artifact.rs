@@ -92,4 +92,7 @@ pub struct PlaylistUpdate {
     /// The part `EXT-X-PRELOAD-HINT` names: requestable before it exists, answered when it
     /// is complete.
     pub preload_hint: Option<PartRef>,
+    /// The playlist carries `EXT-X-ENDLIST`: the event has ended, and blocking-reload and
+    /// skip directives are ignored (RFC 8216bis §6.2.5.2).
+    pub ended: bool,
 }

@@ -63,6 +63,8 @@ pub struct Packager {
     /// How much longer than the lead's a sibling segment can be: one audio frame.
     audio_margin: Duration,
     stats: PackagerStats,
+    /// [`end_event`](Packager::end_event) was called.
+    ended: bool,
 }
 
 impl Packager {
@@ -80,6 +82,7 @@ impl Packager {
             session: None,
             audio_margin: Duration::ZERO,
             stats: PackagerStats::default(),
+            ended: false,
             config,
         }
     }
@@ -102,10 +105,37 @@ impl Packager {
     }
 
     /// A publisher was accepted: what follows belongs to session `id`. Ends any session still
-    /// open.
+    /// open. Ignored once the event has [ended](Self::end_event).
     pub fn begin_session(&mut self, id: SessionId, now: SystemTime, out: &mut Vec<Artifact>) {
         self.end_session(now, out);
-        self.session = Some(Session::new(id));
+        if !self.ended {
+            self.session = Some(Session::new(id));
+        }
+    }
+
+    /// The event is over: the open session ends (its partial GOP becomes a short final
+    /// segment) and every media playlist gets `EXT-X-ENDLIST` and keeps what it lists, so the
+    /// event stays playable from its window as a finished event. Sessions are refused until
+    /// [`reopen`](Self::reopen).
+    pub fn end_event(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        self.end_session(now, out);
+        self.ended = true;
+        self.publication.set_ended(true, self.target.get(), out);
+    }
+
+    /// The event runs again after [`end_event`](Self::end_event): the next session continues
+    /// the playlists after a discontinuity, without `EXT-X-ENDLIST`, media sequence numbers
+    /// continuing (a new live run: players that saw the end treat the event as finished).
+    pub fn reopen(&mut self, out: &mut Vec<Artifact>) {
+        if self.ended {
+            self.ended = false;
+            self.publication.set_ended(false, self.target.get(), out);
+        }
+    }
+
+    /// Whether the event has ended ([`end_event`](Self::end_event)).
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// The decoder configuration of `rendition` (an FLV sequence header, or an encoder's

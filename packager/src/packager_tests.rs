@@ -282,6 +282,49 @@ fn a_new_session_continues_numbers_after_a_discontinuity() {
 }
 
 #[test]
+fn an_ended_event_lists_endlist_refuses_sessions_and_reopens() {
+    let mut h = Harness::new(config());
+    Source::default().run(&mut h, "a", 9.1, 0);
+    h.end_event(9_200);
+    check_invariants(&h);
+    let ended = h.last("source").clone();
+    for r in ["source", "audio"] {
+        let p = h.last(r);
+        assert!(p.ended, "{r} ends with EXT-X-ENDLIST");
+        assert!(
+            p.hint.is_none(),
+            "{r}: nothing is hinted in an ended playlist"
+        );
+        assert_eq!(
+            p.segments.len(),
+            ended.segments.len(),
+            "{r} keeps its window"
+        );
+    }
+    // A session while ended is refused: nothing changes.
+    let versions = h.playlists["source"].len();
+    Source::default().run(&mut h, "b", 4.0, 10_000);
+    assert_eq!(h.playlists["source"].len(), versions);
+    // Reopened, the next session continues after a discontinuity, without ENDLIST.
+    h.reopen();
+    assert!(!h.last("source").ended);
+    Source::default().run(&mut h, "c", 4.1, 20_000);
+    check_invariants(&h);
+    let p = h.last("source");
+    assert!(!p.ended);
+    let joined = p
+        .segments
+        .iter()
+        .position(|s| s.uri.starts_with("c/"))
+        .unwrap();
+    assert!(p.segments[joined].discontinuity);
+    assert_eq!(
+        msn_of(&p.segments[joined].uri),
+        msn_of(&ended.segments.last().unwrap().uri) + 1
+    );
+}
+
+#[test]
 fn a_restarted_process_starts_above_every_number_used() {
     let t = 1_763_716_172_123;
     let mut h = Harness::new(PackagerConfig {

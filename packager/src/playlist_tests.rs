@@ -36,6 +36,7 @@ fn render(p: &MediaPlaylist, td: u64) -> String {
         target_duration: td,
         part_target: None,
         reports: &[],
+        ended: false,
     };
     String::from_utf8(p.render(&ctx, false).to_vec()).unwrap()
 }
@@ -133,6 +134,7 @@ fn parts_are_listed_near_the_live_edge_then_expire() {
             RenditionId::AUDIO,
             Some((MediaSequence(7), Some(PartIndex(2)))),
         )],
+        ended: false,
     };
     let text = String::from_utf8(p.render(&ctx, false).to_vec()).unwrap();
     // Segments ending within 6 s of the edge list their parts: the last four.

@@ -22,6 +22,8 @@ pub(crate) struct Publication {
     /// The renditions of the newest session (the rendition reports' siblings).
     siblings: Vec<RenditionId>,
     master: Option<Bytes>,
+    /// The event has ended: playlists carry `EXT-X-ENDLIST`.
+    ended: bool,
 }
 
 /// A rendition of the running session, as the master playlist describes it.
@@ -40,6 +42,7 @@ impl Publication {
             part_target,
             siblings: Vec::new(),
             master: None,
+            ended: false,
         }
     }
 
@@ -134,6 +137,15 @@ impl Publication {
         }
     }
 
+    /// The event ended (`ended`) or runs again: every playlist is re-rendered with (without)
+    /// `EXT-X-ENDLIST` once the target duration `td` is known.
+    pub(crate) fn set_ended(&mut self, ended: bool, td: Option<u64>, out: &mut Vec<Artifact>) {
+        self.ended = ended;
+        if let Some(td) = td {
+            self.render_all(td, out);
+        }
+    }
+
     /// Renders every playlist that lists something (after the target duration is chosen).
     pub(crate) fn render_all(&self, td: u64, out: &mut Vec<Artifact>) {
         for p in &self.playlists {
@@ -165,6 +177,7 @@ impl Publication {
             target_duration: td,
             part_target: self.part_target,
             reports: &reports,
+            ended: self.ended,
         };
         let last_part = self
             .part_target
@@ -172,7 +185,7 @@ impl Publication {
             .and_then(|(msn, part)| Some((msn, part?)));
         let update = PlaylistUpdate {
             full: playlist.render(&ctx, false),
-            delta: self.part_target.and_then(|_| {
+            delta: self.part_target.filter(|_| !self.ended).and_then(|_| {
                 playlist
                     .has_skippable(ctx.skip_until())
                     .then(|| playlist.render(&ctx, true))
@@ -181,7 +194,11 @@ impl Publication {
             part_target: self.part_target,
             last_msn: playlist.last_msn(),
             last_part,
-            preload_hint: self.part_target.and(playlist.hint().cloned()),
+            preload_hint: self
+                .part_target
+                .filter(|_| !self.ended)
+                .and(playlist.hint().cloned()),
+            ended: self.ended,
         };
         out.push(Artifact::MediaPlaylist {
             rendition: rendition.clone(),

@@ -114,6 +114,8 @@ pub(crate) struct Parsed {
     pub(crate) hint: Option<String>,
     pub(crate) reports: Vec<String>,
     pub(crate) server_control: String,
+    /// `EXT-X-ENDLIST` was the last line.
+    pub(crate) ended: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -185,6 +187,12 @@ pub(crate) fn parse(text: &str) -> Parsed {
             p.hint = attr(line, "URI").map(String::from);
         } else if line.starts_with("#EXT-X-RENDITION-REPORT:") {
             p.reports.push(line.to_string());
+        } else if line == "#EXT-X-ENDLIST" {
+            assert!(
+                text.ends_with("#EXT-X-ENDLIST\n"),
+                "ENDLIST is the last line"
+            );
+            p.ended = true;
         } else if !line.starts_with('#') && !line.is_empty() {
             seg.uri = line.to_string();
             seg.map = map.clone();
@@ -258,6 +266,17 @@ impl Harness {
     pub(crate) fn end(&mut self, ms: i64) {
         let now = self.at(ms);
         self.packager.end_session(now, &mut self.out);
+        self.apply();
+    }
+
+    pub(crate) fn end_event(&mut self, ms: i64) {
+        let now = self.at(ms);
+        self.packager.end_event(now, &mut self.out);
+        self.apply();
+    }
+
+    pub(crate) fn reopen(&mut self) {
+        self.packager.reopen(&mut self.out);
         self.apply();
     }
 

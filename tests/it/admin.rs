@@ -309,6 +309,66 @@ fn the_openapi_document_describes_the_api() {
     assert!(doc["components"]["schemas"]["CreateEvent"].is_object());
 }
 
+#[test]
+fn an_ended_event_plays_to_its_end_and_starts_again() {
+    let weir = Weir::serve(&control_toml());
+    let publisher = publish_live(&weir, "it", STREAM_KEY);
+    let origin = weir.origin_url("/live/it/source/index.m3u8");
+    wait_for("three segments", Duration::from_secs(30), || {
+        (get(&origin).text().matches("#EXTINF").count() >= 3).then_some(())
+    });
+    let (status, ended) = api(&weir, "POST", "/admin/v1/events/it/end", None);
+    assert_eq!(
+        (status, ended["ended"].clone()),
+        (200, json!(true)),
+        "{ended}"
+    );
+    let (ok, _) = finish(publisher, Duration::from_secs(20));
+    assert!(!ok, "the publisher of an ended event is disconnected");
+
+    // Every playlist ends; the edge passes the end on.
+    for rendition in ["source", "audio"] {
+        let url = weir.edge_url(&format!("/live/it/{rendition}/index.m3u8"));
+        let text = wait_for("EXT-X-ENDLIST at the edge", Duration::from_secs(10), || {
+            let t = get(&url).text();
+            t.contains("#EXT-X-ENDLIST").then_some(t)
+        });
+        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+        assert!(!text.contains("PRELOAD-HINT"), "{text}");
+    }
+    // A blocking request beyond the end is answered at once.
+    let last = media_playlist(&origin);
+    let next = last.media_sequence + last.segments.len() as u64 + 1;
+    let started = std::time::Instant::now();
+    let f = get(&format!("{origin}?_HLS_msn={next}&_HLS_part=0"));
+    assert_eq!(f.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "not held");
+
+    // A player plays the finished event from its first listed segment to the end, and exits 0.
+    let player = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(weir.edge_url("/live/it/master.m3u8"))
+        .args(["-f", "null", "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ok, err) = finish(player, Duration::from_secs(60));
+    assert!(ok, "ffmpeg plays the ended event to its end: {err}");
+
+    // Ended, it refuses publishers; started again, it takes them, after a discontinuity.
+    assert!(refused(&weir, STREAM_KEY));
+    let (status, started) = api(&weir, "POST", "/admin/v1/events/it/start", None);
+    assert_eq!((status, started["ended"].clone()), (200, json!(false)));
+    let mut publisher = publish_live(&weir, "it", STREAM_KEY);
+    let p = media_playlist(&origin);
+    assert!(!get(&origin).text().contains("#EXT-X-ENDLIST"));
+    assert_eq!(p.segments.iter().filter(|s| s.discontinuity).count(), 1);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
 /// A throwaway PostgreSQL server on loopback (Debian's `postgresql` binaries), in a scratch
 /// directory, stopped when dropped.
 struct Postgres {

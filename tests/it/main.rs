@@ -8,6 +8,7 @@ mod bad_input;
 mod edge;
 mod ertmp;
 mod failover;
+mod hooks;
 mod ladder;
 mod live;
 mod lowlatency;

@@ -68,9 +68,11 @@ async fn apply<S: Store>(control: &Control<S>, record: &EventRecord) -> Result<(
 }
 
 fn view<S: Store>(control: &Control<S>, record: &EventRecord) -> EventView {
+    let registry = &control.registry;
     EventView::new(
         record,
-        control.registry.is_live(&record.id).unwrap_or(false),
+        registry.is_live(&record.id).unwrap_or(false),
+        registry.is_ended(&record.id).unwrap_or(false),
     )
 }
 
@@ -119,6 +121,7 @@ pub(crate) async fn create_event<S: Store>(
         description,
         stream_key_sha256: primary.digest_hex(),
         backup_stream_key_sha256: backup.as_ref().map(StreamKey::digest_hex),
+        ended: false,
         options: EventOptions {
             ladder: body.ladder,
             low_latency: body.low_latency,
@@ -290,4 +293,54 @@ pub(crate) async fn kick<S: Store>(
     let kicked = control.registry.kick(&id).ok_or_else(ApiError::not_found)?;
     tracing::info!(event = %id, kicked, "publishers kicked");
     Ok(Json(Kicked { kicked }))
+}
+
+/// Ends (`ended`) or starts an event, in the registry and in the database.
+async fn set_ended<S: Store>(
+    control: &Control<S>,
+    id: &str,
+    ended: bool,
+) -> Result<Json<EventView>, ApiError> {
+    let mut record = load(control, id).await?;
+    let done = if ended {
+        control.registry.end(id)
+    } else {
+        control.registry.start(id)
+    };
+    if !done {
+        return Err(ApiError::not_found());
+    }
+    record.ended = ended;
+    record.updated_at_ms = unix_ms(SystemTime::now());
+    control
+        .db
+        .update(&record)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(event = %id, ended, "event ended or started");
+    Ok(Json(view(control, &record)))
+}
+
+/// Ends the event: its publishers are disconnected, the playlists get `EXT-X-ENDLIST` and
+/// stay playable as a finished event, and publishes are refused until it is started again.
+#[utoipa::path(post, path = "/admin/v1/events/{id}/end", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "The ended event", body = EventView), ByIdErrors))]
+pub(crate) async fn end_event<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
+    set_ended(&control, &id, true).await
+}
+
+/// Starts an ended event again: it accepts publishers, and the next one continues its
+/// playlists after a discontinuity.
+#[utoipa::path(post, path = "/admin/v1/events/{id}/start", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "The started event", body = EventView), ByIdErrors))]
+pub(crate) async fn start_event<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
+    set_ended(&control, &id, false).await
 }

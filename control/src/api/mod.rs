@@ -159,6 +159,8 @@ impl Modify for BearerAuth {
         events::event_status,
         events::rotate_key,
         events::kick,
+        events::end_event,
+        events::start_event,
     ),
     components(schemas(
         ErrorBody,
@@ -209,6 +211,11 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
             post(events::rotate_key::<S>),
         )
         .route("/admin/v1/events/{id}/kick", post(events::kick::<S>))
+        .route("/admin/v1/events/{id}/end", post(events::end_event::<S>))
+        .route(
+            "/admin/v1/events/{id}/start",
+            post(events::start_event::<S>),
+        )
         .route("/admin/v1/{*rest}", axum::routing::any(no_route))
         .layer(from_fn_with_state(control.clone(), authorize::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))

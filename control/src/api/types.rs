@@ -31,6 +31,9 @@ pub struct EventView {
     pub failback_after_ms: u64,
     /// Whether a publisher is connected.
     pub live: bool,
+    /// Whether the event has been ended (`POST .../end`): its playlists carry
+    /// `EXT-X-ENDLIST` and publishes are refused until `POST .../start`.
+    pub ended: bool,
     /// The master playlist's path at the edge.
     pub playback_path: String,
     /// When it was created, ms since the Unix epoch.
@@ -40,7 +43,7 @@ pub struct EventView {
 }
 
 impl EventView {
-    pub(crate) fn new(record: &EventRecord, live: bool) -> EventView {
+    pub(crate) fn new(record: &EventRecord, live: bool, ended: bool) -> EventView {
         let o = &record.options;
         EventView {
             id: record.id.clone(),
@@ -54,6 +57,7 @@ impl EventView {
             failover_after_ms: o.failover_after_ms.unwrap_or(1_000),
             failback_after_ms: o.failback_after_ms.unwrap_or(10_000),
             live,
+            ended,
             playback_path: format!("/live/{}/master.m3u8", record.id),
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,

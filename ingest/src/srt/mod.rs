@@ -180,6 +180,7 @@ fn reject_code(refusal: Refusal) -> RejectReason {
         Refusal::Overload => RejectReason::OVERLOAD,
         Refusal::Directory(Rejection::UnknownStreamKey) => RejectReason::UNAUTHORIZED,
         Refusal::Directory(Rejection::AlreadyPublishing) => RejectReason::CONFLICT,
+        Refusal::Directory(Rejection::Ended | Rejection::Refused) => RejectReason::FORBIDDEN,
         Refusal::Directory(_) => RejectReason::DOWN,
     }
 }

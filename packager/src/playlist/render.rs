@@ -28,6 +28,8 @@ pub(crate) struct RenderContext<'a> {
     pub(crate) part_target: Option<Duration>,
     /// The other renditions of the master playlist: name and last listed (msn, part).
     pub(crate) reports: &'a [(RenditionId, Option<Position>)],
+    /// The event has ended: `EXT-X-ENDLIST`, no preload hint (RFC 8216 §4.3.3.4).
+    pub(crate) ended: bool,
 }
 
 impl RenderContext<'_> {
@@ -135,7 +137,7 @@ impl MediaPlaylist {
                     write_parts(&mut out, head, parts);
                 }
             }
-            if let Some(h) = &self.hint {
+            if let Some(h) = self.hint.as_ref().filter(|_| !ctx.ended) {
                 let _ = writeln!(
                     out,
                     "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/{}.{}.m4s\"",
@@ -158,6 +160,9 @@ impl MediaPlaylist {
                 }
                 out.push('\n');
             }
+        }
+        if ctx.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
         }
         Bytes::from(out)
     }
