@@ -39,6 +39,9 @@ fi
 # The LL-HLS playlist checker's independent parser (Python m3u8 >= 6 reads the LL-HLS tags).
 python3 -c 'import importlib.metadata as m, sys; sys.exit(int(m.version("m3u8").split(".")[0]) < 6)' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "m3u8>=6"
+# schemathesis checks the admin API against its OpenAPI document in the tests.
+python3 -c 'import schemathesis' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis>=4,<5"
 # FFmpeg 9 (static, from PyPI's imageio-ffmpeg) for the Enhanced RTMP tests: Debian's FFmpeg
 # 5.1 cannot send HEVC or AV1 over RTMP. Installed into the project (.tools/), not the system.
 root_dir="$(cd "$(dirname "$0")/.." && pwd)"

@@ -53,14 +53,16 @@ impl fmt::Debug for StreamKey {
     }
 }
 
-/// Checks a stream key's form (8-256 characters, no `/`, as it sits in a URL path).
+/// Checks a stream key's form: 8-256 printable ASCII characters, no `/` and no space (it
+/// sits in an RTMP URL path and an SRT stream id).
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] naming `event` and `field`.
 pub fn check_stream_key(event: &str, field: &str, key: &str) -> Result<StreamKey, ConfigError> {
-    if key.len() < 8 || key.len() > 256 || key.contains('/') {
+    let printable = key.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    if key.len() < 8 || key.len() > 256 || !printable {
         return Err(invalid(format!(
-            "events.{field} of {event:?}: 8-256 characters, no '/'"
+            "events.{field} of {event:?}: 8-256 printable ASCII characters, no '/'"
         )));
     }
     Ok(StreamKey::new(key))

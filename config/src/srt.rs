@@ -36,11 +36,12 @@ impl SrtPassphrase {
     /// # Errors
     /// [`ConfigError::Invalid`] naming `event` if it is not 10-79 characters.
     pub(crate) fn new(event: &str, value: String) -> Result<SrtPassphrase, ConfigError> {
-        if (10..=79).contains(&value.len()) {
+        let printable = value.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+        if (10..=79).contains(&value.len()) && printable {
             Ok(SrtPassphrase(value))
         } else {
             Err(ConfigError::Invalid(format!(
-                "events.srt_passphrase of {event:?}: 10-79 characters"
+                "events.srt_passphrase of {event:?}: 10-79 printable ASCII characters"
             )))
         }
     }

@@ -369,6 +369,39 @@ fn an_ended_event_plays_to_its_end_and_starts_again() {
     let _ = publisher.wait();
 }
 
+#[test]
+fn schemathesis_finds_no_violation_of_the_openapi_document() {
+    let weir = Weir::serve(&control_toml());
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "schemathesis.cli",
+            "run",
+            &weir.origin_url("/admin/v1/openapi.json"),
+            "--header",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "--checks",
+            "all",
+            "--max-examples",
+            "60",
+            "--seed",
+            "20261123",
+            "--workers",
+            "1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("schemathesis (scripts/setup.sh installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+    assert!(!weir.log().contains("panicked"), "{}", weir.log());
+}
+
 /// A throwaway PostgreSQL server on loopback (Debian's `postgresql` binaries), in a scratch
 /// directory, stopped when dropped.
 struct Postgres {

@@ -10,11 +10,11 @@ use http::StatusCode;
 use weir_config::{check_event_id, check_stream_key, EventOptions, StreamKey};
 use weir_origin::Store;
 
-use super::types::{AuthErrors, ByIdErrors, CreateErrors, UpdateErrors};
+use super::types::{AuthErrors, ByIdErrors, CreateErrors, EventPath, UpdateErrors};
 use super::types::{
     CreateEvent, CreatedEvent, EventView, InputName, Kicked, RotateKey, RotatedKey, UpdateEvent,
 };
-use super::{ApiError, ApiJson};
+use super::{ApiError, ApiJson, ApiJsonOrDefault};
 use crate::db::EventRecord;
 use crate::registry::RegistryError;
 use crate::status::{unix_ms, EventStatus};
@@ -41,10 +41,8 @@ fn new_key() -> Result<String, ApiError> {
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(bad(format!(
-            "{field}: at most {max} characters, no control characters"
-        )));
+    if value.chars().count() > max {
+        return Err(bad(format!("{field}: at most {max} characters")));
     }
     Ok(())
 }
@@ -109,6 +107,12 @@ pub(crate) async fn create_event<S: Store>(
         (None, true) => Some(new_key()?),
         (None, false) => None,
     };
+    if backup_key.as_ref() == Some(&stream_key) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the backup stream key must differ from the primary",
+        ));
+    }
     let backup = backup_key
         .as_deref()
         .map(|k| check_stream_key(&body.id, "backup_stream_key", k))
@@ -164,7 +168,7 @@ pub(crate) async fn create_event<S: Store>(
 
 /// One event.
 #[utoipa::path(get, path = "/admin/v1/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "The event", body = EventView),
               ByIdErrors))]
 pub(crate) async fn get_event<S: Store>(
@@ -177,7 +181,7 @@ pub(crate) async fn get_event<S: Store>(
 
 /// Changes an event. Applies at once, except a ladder (from the next publisher session).
 #[utoipa::path(patch, path = "/admin/v1/events/{id}", tag = "events", request_body = UpdateEvent,
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "The changed event", body = EventView),
               UpdateErrors))]
 pub(crate) async fn update_event<S: Store>(
@@ -213,7 +217,7 @@ pub(crate) async fn update_event<S: Store>(
 
 /// Deletes an event: new publishes are refused and its publishers are disconnected.
 #[utoipa::path(delete, path = "/admin/v1/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 204, description = "Deleted"),
               ByIdErrors))]
 pub(crate) async fn delete_event<S: Store>(
@@ -232,7 +236,7 @@ pub(crate) async fn delete_event<S: Store>(
 /// The event's live status: its publishers (address, codec, resolution, bit rate, frame
 /// rate, uptime), renditions and newest segment.
 #[utoipa::path(get, path = "/admin/v1/events/{id}/status", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "Live status", body = EventStatus),
               ByIdErrors))]
 pub(crate) async fn event_status<S: Store>(
@@ -250,14 +254,14 @@ pub(crate) async fn event_status<S: Store>(
 /// Replaces a stream key. The new key is in the answer, the only time it is shown; the old
 /// one is refused from now on and its publisher is disconnected.
 #[utoipa::path(post, path = "/admin/v1/events/{id}/stream-keys/rotate", tag = "events",
-    request_body(content = RotateKey, description = "Which key (default primary)"),
-    params(("id" = String, Path, description = "Event id")),
+    request_body(content = Option<RotateKey>, description = "Which key (default primary); the body may be empty"),
+    params(EventPath),
     responses((status = 200, description = "The new key", body = RotatedKey),
               ByIdErrors))]
 pub(crate) async fn rotate_key<S: Store>(
     State(control): Ctl<S>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<RotateKey>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<RotateKey>,
 ) -> Result<Json<RotatedKey>, ApiError> {
     let mut record = load(&control, &id).await?;
     let key = new_key()?;
@@ -282,7 +286,7 @@ pub(crate) async fn rotate_key<S: Store>(
 
 /// Disconnects the event's publishers (the keys stay valid: rotate a key to keep one out).
 #[utoipa::path(post, path = "/admin/v1/events/{id}/kick", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "Publishers disconnected", body = Kicked),
               ByIdErrors))]
 pub(crate) async fn kick<S: Store>(
@@ -324,7 +328,7 @@ async fn set_ended<S: Store>(
 /// Ends the event: its publishers are disconnected, the playlists get `EXT-X-ENDLIST` and
 /// stay playable as a finished event, and publishes are refused until it is started again.
 #[utoipa::path(post, path = "/admin/v1/events/{id}/end", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "The ended event", body = EventView), ByIdErrors))]
 pub(crate) async fn end_event<S: Store>(
     State(control): Ctl<S>,
@@ -336,7 +340,7 @@ pub(crate) async fn end_event<S: Store>(
 /// Starts an ended event again: it accepts publishers, and the next one continues its
 /// playlists after a discontinuity.
 #[utoipa::path(post, path = "/admin/v1/events/{id}/start", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(EventPath),
     responses((status = 200, description = "The started event", body = EventView), ByIdErrors))]
 pub(crate) async fn start_event<S: Store>(
     State(control): Ctl<S>,

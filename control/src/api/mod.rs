@@ -11,13 +11,14 @@ mod types;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{header, StatusCode};
+use serde::de::DeserializeOwned;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use weir_origin::Store;
@@ -76,29 +77,87 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections (bad JSON, unknown fields, wrong content type, too large) are
-/// JSON errors like every other.
+/// A JSON body, whatever its `Content-Type` says (the body is JSON or it is refused): every
+/// rejection (bad JSON, unknown fields, wrong types, too large) is a JSON error like every
+/// other, 400 or 413.
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
+/// [`ApiJson`], or `T::default()` for an empty body.
+#[derive(Debug)]
+pub(crate) struct ApiJsonOrDefault<T>(pub(crate) T);
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body over {MAX_BODY} bytes")
+        } else {
+            r.body_text()
+        };
+        ApiError::new(status, message)
+    })
+}
+
+/// Parses a JSON object into `T`. JSON Schema counts `5.0` as an integer, so numbers with no
+/// fraction are taken as integers; any body that is not an object (an array would otherwise
+/// fill a struct's fields in order) is refused.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let invalid =
+        |e: String| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"));
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    if !value.is_object() {
+        return Err(invalid("a JSON object is required".into()));
+    }
+    integral(&mut value);
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
+/// Replaces every number with a zero fraction (`5.0`) by the same integer.
+fn integral(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral),
+        Value::Object(fields) => fields.values_mut().for_each(integral),
+        _ => {}
+    }
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => {
-                let status = match r.status() {
-                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-                    s => s,
-                };
-                Err(ApiError::new(status, r.body_text()))
-            }
+        let bytes = body_bytes(req, state).await?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+impl<S, T> FromRequest<S> for ApiJsonOrDefault<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        let text = std::str::from_utf8(&bytes).unwrap_or("-").trim();
+        if text.is_empty() || text == "null" {
+            return Ok(ApiJsonOrDefault(T::default()));
         }
+        parse(&bytes).map(ApiJsonOrDefault)
     }
 }
 
@@ -181,8 +240,21 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-async fn openapi_json() -> Response {
-    Json(ApiDoc::openapi()).into_response()
+/// The OpenAPI document as served: [`ApiDoc`] with the `ladder` fields restricted to the
+/// ladders this configuration has (they are only known at run time).
+pub(crate) fn openapi_document(ladders: &[String]) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    for schema in ["CreateEvent", "UpdateEvent"] {
+        if let Some(ladder) =
+            doc.pointer_mut(&format!("/components/schemas/{schema}/properties/ladder"))
+        {
+            let mut names: Vec<serde_json::Value> =
+                ladders.iter().map(|l| l.as_str().into()).collect();
+            names.push(serde_json::Value::Null);
+            ladder["enum"] = serde_json::Value::Array(names);
+        }
+    }
+    doc
 }
 
 async fn no_route() -> ApiError {
@@ -191,6 +263,8 @@ async fn no_route() -> ApiError {
 
 /// The admin API's routes (`/admin/v1/...`), to merge into the origin's router.
 pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
+    let ladders: Vec<String> = control.ladders.iter().map(|l| l.name.clone()).collect();
+    let doc = Arc::new(openapi_document(&ladders));
     let authed = Router::new()
         .route(
             "/admin/v1/events",
@@ -221,6 +295,12 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(control);
     Router::new()
-        .route("/admin/v1/openapi.json", get(openapi_json))
+        .route(
+            "/admin/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json((*doc).clone()) }
+            }),
+        )
         .merge(authed)
 }

@@ -1,7 +1,7 @@
 //! The admin API's request and response bodies.
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoResponses, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use super::ErrorBody;
 use crate::db::EventRecord;
@@ -65,23 +65,39 @@ impl EventView {
     }
 }
 
+/// The `{id}` of `/admin/v1/events/{id}/...`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only described: handlers take the id as `Path<String>`.
+pub(crate) struct EventPath {
+    /// The event id.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub(crate) id: String,
+}
+
 /// `POST /admin/v1/events`: a new event. Only `id` is required.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
     /// 1-64 of `[A-Za-z0-9_-]`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
     /// A title for operators (at most 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     /// A description for operators (at most 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
-    /// The primary stream key (8-256 characters, no `/`); made at random when absent.
+    /// The primary stream key (8-256 printable ASCII characters, no `/`); made at random when
+    /// absent.
     #[serde(default)]
+    #[schema(pattern = "^[!-.0-~]{8,256}$")]
     pub stream_key: Option<String>,
     /// The backup stream key; made at random when `backup` is true and this is absent.
     #[serde(default)]
+    #[schema(pattern = "^[!-.0-~]{8,256}$")]
     pub backup_stream_key: Option<String>,
     /// Give the event a backup stream key (redundant ingest).
     #[serde(default)]
@@ -92,17 +108,21 @@ pub struct CreateEvent {
     /// LL-HLS (default true).
     #[serde(default)]
     pub low_latency: Option<bool>,
-    /// SRT passphrase (10-79 characters); none by default.
+    /// SRT passphrase (10-79 printable ASCII characters); none by default.
     #[serde(default)]
+    #[schema(pattern = "^[ -~]{10,79}$")]
     pub srt_passphrase: Option<String>,
     /// kbit/s, 100..=1000000 (default 50000).
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 1_000_000)]
     pub max_ingest_kbps: Option<u64>,
     /// ms, 100..=30000 (default 1000).
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 30_000)]
     pub failover_after_ms: Option<u64>,
     /// ms, 0..=600000 (default 10000).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 600_000)]
     pub failback_after_ms: Option<u64>,
 }
 
@@ -121,11 +141,13 @@ pub struct CreatedEvent {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEvent {
-    /// A title for operators.
+    /// A title for operators (at most 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
-    /// A description for operators.
+    /// A description for operators (at most 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// The ladder; applies from the next publisher session.
     #[serde(default)]
@@ -133,17 +155,21 @@ pub struct UpdateEvent {
     /// LL-HLS; only while no publisher is connected (409 otherwise).
     #[serde(default)]
     pub low_latency: Option<bool>,
-    /// SRT passphrase (10-79 characters); applies to new SRT publishers.
+    /// SRT passphrase (10-79 printable ASCII characters); applies to new SRT publishers.
     #[serde(default)]
+    #[schema(pattern = "^[ -~]{10,79}$")]
     pub srt_passphrase: Option<String>,
     /// kbit/s, 100..=1000000; applies to new publishers.
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 1_000_000)]
     pub max_ingest_kbps: Option<u64>,
     /// ms, 100..=30000; applies at once.
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 30_000)]
     pub failover_after_ms: Option<u64>,
     /// ms, 0..=600000; applies at once.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 600_000)]
     pub failback_after_ms: Option<u64>,
 }
 
