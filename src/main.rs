@@ -20,8 +20,20 @@ use weir_origin::{MemoryStore, OriginConfig};
     about = "Live streaming origin and CDN edge: RTMP in, CMAF HLS out"
 )]
 struct Cli {
+    /// Log lines as text (for people) or JSON (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (stderr).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// `2026-11-23T14:00:00Z INFO target: message key=value`.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, spans.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,6 +70,9 @@ enum Command {
         /// Upstream timeout in ms (overrides edge.upstream_timeout_ms).
         #[arg(long)]
         upstream_timeout_ms: Option<u64>,
+        /// Where to serve /metrics (overrides edge.metrics_listen).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
 }
 
@@ -73,13 +88,16 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -109,9 +127,11 @@ fn main() -> anyhow::Result<()> {
                 upstream,
                 listen,
                 upstream_timeout_ms,
+                metrics_listen,
             } => {
                 let mut c = load(config.as_ref())?;
                 c.edge.listen = listen.unwrap_or(c.edge.listen);
+                c.edge.metrics_listen = metrics_listen.or(c.edge.metrics_listen);
                 if let Some(ms) = upstream_timeout_ms {
                     c.edge.upstream_timeout = std::time::Duration::from_millis(ms);
                 }
@@ -119,11 +139,28 @@ fn main() -> anyhow::Result<()> {
                     .or(c.edge.upstream.clone())
                     .context("weir edge needs --upstream URL (or edge.upstream in the config)")?;
                 let listener = bind(c.edge.listen, "edge").await?;
+                let metrics = match c.edge.metrics_listen {
+                    Some(addr) => Some(bind(addr, "metrics").await?),
+                    None => None,
+                };
+                let metrics_ready = match &metrics {
+                    Some(l) => format!(" metrics={}", l.local_addr()?),
+                    None => String::new(),
+                };
                 println!(
-                    "weir ready edge={} upstream={upstream}",
+                    "weir ready edge={} upstream={upstream}{metrics_ready}",
                     listener.local_addr()?
                 );
-                run_edge(listener, &c, upstream.trim_end_matches('/').to_string()).await
+                let metrics_task = async move {
+                    match metrics {
+                        Some(l) => serve_metrics(l).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = run_edge(listener, &c, upstream.trim_end_matches('/').to_string()) => r,
+                    r = metrics_task => r,
+                }
             }
         }
     })
@@ -133,6 +170,26 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Serves `/metrics` (Prometheus text) on `listener`, for a role that has no origin listener.
+async fn serve_metrics(listener: TcpListener) -> anyhow::Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = handle.render();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    text,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await.context("metrics server")
 }
 
 async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow::Result<()> {

@@ -110,6 +110,9 @@ pub struct OriginSettings {
 pub struct EdgeSettings {
     /// Where viewers connect. Default `0.0.0.0:8080`.
     pub listen: SocketAddr,
+    /// Where `weir edge` serves `/metrics` (Prometheus text), apart from viewers. None by
+    /// default (under `weir serve` the origin listener serves them).
+    pub metrics_listen: Option<SocketAddr>,
     /// The upstream (origin or shield edge) base URL, `http://host:port`. Under `weir serve`
     /// it defaults to the in-process origin.
     pub upstream: Option<String>,
@@ -197,6 +200,7 @@ impl Default for RawOrigin {
 #[serde(deny_unknown_fields, default)]
 struct RawEdge {
     listen: String,
+    metrics_listen: Option<String>,
     upstream: Option<String>,
     cache_capacity_bytes: u64,
     upstream_timeout_ms: u64,
@@ -208,6 +212,7 @@ impl Default for RawEdge {
     fn default() -> Self {
         RawEdge {
             listen: "0.0.0.0:8080".into(),
+            metrics_listen: None,
             upstream: None,
             cache_capacity_bytes: 512 * 1024 * 1024,
             upstream_timeout_ms: 5_000,
@@ -310,6 +315,12 @@ impl Config {
             },
             edge: EdgeSettings {
                 listen: addr("edge.listen", &raw.edge.listen)?,
+                metrics_listen: raw
+                    .edge
+                    .metrics_listen
+                    .as_deref()
+                    .map(|a| addr("edge.metrics_listen", a))
+                    .transpose()?,
                 upstream: raw
                     .edge
                     .upstream

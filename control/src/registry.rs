@@ -462,7 +462,11 @@ impl<S: Store> EventDirectory for Registry<S> {
         }
         let connected = Connected {
             revoked: Arc::new(AtomicBool::new(false)),
-            meter: Arc::new(Mutex::new(InputMeter::new(request.peer))),
+            meter: Arc::new(Mutex::new(InputMeter::new(
+                event.output.id.as_str(),
+                role.as_str(),
+                request.peer,
+            ))),
         };
         let publisher = Publisher {
             event: event.clone(),

@@ -13,6 +13,11 @@ const WINDOW: Duration = Duration::from_secs(5);
 /// One publisher's measurements, updated as its media arrives.
 #[derive(Debug)]
 pub(crate) struct InputMeter {
+    /// `weir_ingest_bytes_total` and `weir_ingest_frames_total{kind="video"|"audio"}` of its
+    /// event and input (media bytes, after the protocol's framing).
+    bytes: metrics::Counter,
+    video_frames: metrics::Counter,
+    audio_frames: metrics::Counter,
     peer: SocketAddr,
     connected_at: SystemTime,
     connected: Instant,
@@ -26,9 +31,18 @@ pub(crate) struct InputMeter {
 }
 
 impl InputMeter {
-    pub(crate) fn new(peer: SocketAddr) -> InputMeter {
+    pub(crate) fn new(event: &str, input: &'static str, peer: SocketAddr) -> InputMeter {
         let now = Instant::now();
+        let labels = [("event", event.to_string()), ("input", input.to_string())];
+        let frames = |kind: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("kind", kind.to_string()));
+            metrics::counter!("weir_ingest_frames_total", &l)
+        };
         InputMeter {
+            bytes: metrics::counter!("weir_ingest_bytes_total", &labels),
+            video_frames: frames("video"),
+            audio_frames: frames("audio"),
             peer,
             connected_at: SystemTime::now(),
             connected: now,
@@ -48,6 +62,11 @@ impl InputMeter {
     }
 
     pub(crate) fn frame(&mut self, frame: &Frame) {
+        self.bytes.increment(frame.data.len() as u64);
+        match frame.track {
+            TrackKind::Video => self.video_frames.increment(1),
+            TrackKind::Audio => self.audio_frames.increment(1),
+        }
         let now = Instant::now();
         let (start, bytes, frames) = &mut self.window;
         *bytes += frame.data.len() as u64;

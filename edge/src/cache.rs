@@ -171,6 +171,10 @@ async fn respond(state: &EdgeState, method: &Method, uri: &Uri) -> Result<Respon
     };
     metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => status)
         .increment(1);
+    if method != Method::HEAD {
+        metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind())
+            .increment(cached.fetched.body.len() as u64);
+    }
     if directives.is_some_and(|d| d == Directives::default()) && cached.ttl.is_some() {
         state
             .followers

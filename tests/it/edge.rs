@@ -84,3 +84,62 @@ fn edge_coalesces_misses_serves_hits_and_fails_fast_without_origin() {
     // What was cached is still served.
     assert_eq!(get(&url).status, 200);
 }
+
+#[test]
+fn a_standalone_edge_serves_metrics_and_logs_json() {
+    let origin = Weir::serve("");
+    let file = flv(BBB, 1, true);
+    let (ok, err) = finish(
+        publish(&file, &origin.publish_url(STREAM_KEY), false),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let upstream = format!("http://{}", origin.origin.unwrap());
+    let args: Vec<String> = [
+        "--log-format",
+        "json",
+        "edge",
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let edge = spawn(&args);
+    let playlist = media_playlist(&edge.edge_url("/live/it/source/index.m3u8"));
+    let segment = get(&edge.edge_url(&format!("/live/it/source/{}", playlist.segments[0].uri)));
+    assert_eq!(segment.status, 200);
+    assert_eq!(get(&edge.edge_url("/live/it/nope/x.txt")).status, 404);
+    let text = get(&format!("http://{}/metrics", edge.metrics.unwrap())).text();
+    let sample = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(sample("weir_edge_requests_total") >= 2.0, "{text}");
+    assert!(
+        sample("weir_edge_bytes_sent_total") >= segment.body.len() as f64,
+        "{text}"
+    );
+    assert!(sample("weir_edge_upstream_requests_total") >= 2.0, "{text}");
+    // The origin goes away: the edge answers 502 and logs it, as one JSON object per line.
+    let mut origin = origin;
+    origin.kill();
+    assert_eq!(get(&edge.edge_url("/live/it/master.m3u8")).status, 502);
+    let log = wait_for("a log line", Duration::from_secs(10), || {
+        let log = edge.log();
+        log.contains("upstream").then_some(log)
+    });
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

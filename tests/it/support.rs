@@ -60,10 +60,13 @@ pub(crate) struct Weir {
     pub(crate) srt: Option<SocketAddr>,
     pub(crate) origin: Option<SocketAddr>,
     pub(crate) edge: SocketAddr,
+    /// `/metrics` of a standalone edge started with `--metrics-listen`.
+    pub(crate) metrics: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
-fn spawn(args: &[String]) -> Weir {
+/// Starts `weir` with `args` and waits for its ready line.
+pub(crate) fn spawn(args: &[String]) -> Weir {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .env("RUST_LOG", "info")
@@ -104,6 +107,7 @@ fn spawn(args: &[String]) -> Weir {
         srt: addrs.get("srt").copied(),
         origin: addrs.get("origin").copied(),
         edge: addrs["edge"],
+        metrics: addrs.get("metrics").copied(),
         log,
     }
 }
