@@ -235,6 +235,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let edge = bind(c.edge.listen, "edge").await?;
     let (rtmp_addr, origin_addr, edge_addr) =
         (rtmp.local_addr()?, origin.local_addr()?, edge.local_addr()?);
+    control.set_rtmp_endpoint(rtmp_addr.port(), &c.rtmp.app);
     if embedded {
         tracing::warn!("no --config: running the embedded demo event; its stream key is public, do not expose this server");
     }

@@ -47,6 +47,8 @@ pub struct Control<S: Store> {
     db: Database,
     ladders: Vec<LadderSettings>,
     admin_tokens: Vec<AdminToken>,
+    /// The RTMP listener's port and application, once bound (for publish URLs).
+    rtmp: std::sync::OnceLock<(u16, String)>,
 }
 
 /// What [`Control::open`] made besides the control plane.
@@ -80,6 +82,12 @@ fn database_url(config: &Config, base: &Path) -> anyhow::Result<(String, String)
 }
 
 impl<S: Store> Control<S> {
+    /// Tells the control plane where publishers connect over RTMP (the bound port and the
+    /// application), so the API can hand out publish URLs. Only the first call counts.
+    pub fn set_rtmp_endpoint(&self, port: u16, app: &str) {
+        let _ = self.rtmp.set((port, app.to_string()));
+    }
+
     /// Opens the database (creating and migrating it as needed), seeds the configuration
     /// file's events into it, and loads every stored event.
     ///
@@ -125,6 +133,7 @@ impl<S: Store> Control<S> {
             db,
             ladders: config.ladders.clone(),
             admin_tokens,
+            rtmp: std::sync::OnceLock::new(),
         });
         Ok(Opened {
             control,

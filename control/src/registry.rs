@@ -264,6 +264,7 @@ impl<S: Store> Registry<S> {
         let state = lock(&event.output.state);
         Some(EventStatus {
             live: inputs_live(&reports),
+            playable: state.packager.has_master(),
             inputs: reports,
             renditions: state
                 .packager

@@ -152,6 +152,8 @@ pub struct RenditionStatus {
 pub struct EventStatus {
     /// Whether a publisher is being packaged.
     pub live: bool,
+    /// Whether the master playlist exists (players can start).
+    pub playable: bool,
     /// Connected publishers (at most a primary and a backup).
     pub inputs: Vec<InputStatus>,
     /// The renditions the event has published (video and audio) with their measured bit

@@ -99,6 +99,11 @@ impl Packager {
         self.publication.bitrates()
     }
 
+    /// Whether the master playlist has been published (players can start).
+    pub fn has_master(&self) -> bool {
+        self.publication.has_master()
+    }
+
     /// `EXT-X-TARGETDURATION`, once chosen.
     pub fn target_duration(&self) -> Option<Duration> {
         self.target.get().map(Duration::from_secs)

@@ -57,6 +57,11 @@ impl Publication {
         self.playlists.iter().map(MediaPlaylist::rendition)
     }
 
+    /// Whether a master playlist has been published.
+    pub(crate) fn has_master(&self) -> bool {
+        self.master.is_some()
+    }
+
     /// Every rendition with its average bit rate so far, bits/s.
     pub(crate) fn bitrates(&self) -> Vec<(RenditionId, u64)> {
         self.playlists

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod bad_input;
+mod dashboard;
 mod edge;
 mod ertmp;
 mod failover;

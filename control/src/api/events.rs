@@ -33,6 +33,21 @@ fn registry_error(e: RegistryError) -> ApiError {
     }
 }
 
+/// `rtmp://HOST:PORT/APP`: the host this request was sent to, the RTMP listener's port.
+fn rtmp_server<S: Store>(control: &Control<S>, headers: &http::HeaderMap) -> Option<String> {
+    let (port, app) = control.rtmp.get()?;
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    valid.then(|| format!("rtmp://{host}:{port}/{app}"))
+}
+
 /// A new random stream key: 128 bits, 32 hex digits.
 fn new_key() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
@@ -90,6 +105,7 @@ pub(crate) async fn list_events<S: Store>(
     responses((status = 201, description = "Created", body = CreatedEvent), CreateErrors))]
 pub(crate) async fn create_event<S: Store>(
     State(control): Ctl<S>,
+    headers: http::HeaderMap,
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> Result<Response, ApiError> {
     check_event_id(&body.id).map_err(bad)?;
@@ -162,6 +178,7 @@ pub(crate) async fn create_event<S: Store>(
         event: view(&control, &record),
         stream_key,
         backup_stream_key: backup_key,
+        rtmp_server: rtmp_server(&control, &headers),
     };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }

@@ -257,6 +257,31 @@ pub(crate) fn openapi_document(ladders: &[String]) -> serde_json::Value {
     doc
 }
 
+/// The dashboard: one page (sign in with an admin token, events with live status, create,
+/// rotate, end/start, a preview player, an ingest bit rate graph), built into the binary.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../assets/dashboard.html"),
+    )
+        .into_response()
+}
+
+/// hls.js 1.7.4 (light build, Apache-2.0, `control/assets/hls.js-LICENSE`) for the preview.
+async fn hls_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../assets/hls.light.min.js"),
+    )
+        .into_response()
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such admin route")
 }
@@ -295,6 +320,12 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(control);
     Router::new()
+        .route(
+            "/admin",
+            get(|| async { axum::response::Redirect::permanent("/admin/") }),
+        )
+        .route("/admin/", get(dashboard))
+        .route("/admin/hls.light.min.js", get(hls_js))
         .route(
             "/admin/v1/openapi.json",
             get(move || {

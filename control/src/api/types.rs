@@ -135,6 +135,9 @@ pub struct CreatedEvent {
     pub stream_key: String,
     /// The backup stream key, if the event has one.
     pub backup_stream_key: Option<String>,
+    /// The RTMP server to publish to, `rtmp://HOST:PORT/APP` (HOST as the request named this
+    /// server); the full publish URL is this, `/`, and the stream key.
+    pub rtmp_server: Option<String>,
 }
 
 /// `PATCH /admin/v1/events/{id}`: the fields to change; absent fields stay as they are.
