@@ -5,9 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use crate::digest::SecretDigest;
 use crate::ConfigError;
 
 /// Control-plane settings (`[control]`).
@@ -129,7 +128,7 @@ impl RawHooks {
 
 /// An admin API bearer token, held as its SHA-256 digest only; compared in constant time.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken([u8; 32]);
+pub struct AdminToken(SecretDigest);
 
 impl AdminToken {
     /// The token `plain`.
@@ -144,13 +143,23 @@ impl AdminToken {
                 "control.admin_tokens: 16-256 visible ASCII characters each".into(),
             ));
         }
-        Ok(AdminToken(Sha256::digest(plain.as_bytes()).into()))
+        Ok(AdminToken(SecretDigest::of(plain)))
+    }
+
+    /// A token known only by its digest (64 hex digits, as [`digest_hex`](Self::digest_hex)
+    /// wrote it). `None` if it is not one.
+    pub fn from_digest_hex(hex_digest: &str) -> Option<AdminToken> {
+        SecretDigest::from_hex(hex_digest).map(AdminToken)
+    }
+
+    /// The SHA-256 digest, 64 lowercase hex digits (what is stored).
+    pub fn digest_hex(&self) -> String {
+        self.0.hex()
     }
 
     /// Whether `candidate` is this token, in time that does not depend on where they differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        self.0.ct_eq(&d).into()
+        self.0.matches(candidate)
     }
 }
 

@@ -5,45 +5,37 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use crate::digest::SecretDigest;
 use crate::srt::SrtPassphrase;
 use crate::{ConfigError, LadderSettings};
-
-/// The SHA-256 digest of a secret.
-fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
 
 /// A publisher's secret, held as its SHA-256 digest only: the key itself is never stored
 /// (a leaked database or memory dump does not give it away). Its `Debug` prints nothing and it
 /// compares in constant time.
 #[derive(Clone, PartialEq, Eq)]
-pub struct StreamKey([u8; 32]);
+pub struct StreamKey(SecretDigest);
 
 impl StreamKey {
     /// The key `plain` (not validated; see [`check_stream_key`]).
     pub fn new(plain: &str) -> StreamKey {
-        StreamKey(digest(plain))
+        StreamKey(SecretDigest::of(plain))
     }
 
     /// A key known only by its digest, as [`digest_hex`](Self::digest_hex) wrote it
     /// (64 hex digits). `None` if it is not one.
     pub fn from_digest_hex(hex_digest: &str) -> Option<StreamKey> {
-        let mut out = [0; 32];
-        hex::decode_to_slice(hex_digest, &mut out).ok()?;
-        Some(StreamKey(out))
+        SecretDigest::from_hex(hex_digest).map(StreamKey)
     }
 
     /// The SHA-256 digest, 64 lowercase hex digits (what is stored).
     pub fn digest_hex(&self) -> String {
-        hex::encode(self.0)
+        self.0.hex()
     }
 
     /// Whether `candidate` is this key, in time that does not depend on where they differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.ct_eq(&digest(candidate)).into()
+        self.0.matches(candidate)
     }
 }
 

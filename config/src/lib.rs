@@ -13,6 +13,7 @@
 //! ```
 
 mod control;
+mod digest;
 mod event;
 mod ladder;
 mod srt;

@@ -95,6 +95,19 @@ impl EventRecord {
     }
 }
 
+/// An admin token made through the API, as stored.
+#[derive(Clone, Debug)]
+pub struct StoredToken {
+    /// Its id (not secret): `tok_` and 16 hex digits.
+    pub id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub sha256: String,
+    /// When it was made, ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
 /// The event database.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -191,6 +204,57 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Stores an admin token made through the API (its digest only).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn insert_token(&self, token: &StoredToken) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, name, sha256, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.sha256)
+        .bind(token.created_at_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The admin tokens made through the API, oldest first.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn tokens(&self) -> Result<Vec<StoredToken>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, name, sha256, created_at_ms FROM admin_tokens ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredToken {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    sha256: r.try_get("sha256")?,
+                    created_at_ms: r.try_get::<i64, _>("created_at_ms")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an admin token made through the API; `false` if there was none.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn delete_token(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM admin_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes an event; `false` if there was none.
     ///
     /// # Errors
@@ -249,6 +313,19 @@ mod tests {
         assert!(!db.delete("a").await.unwrap());
         assert!(db.get("a").await.unwrap().is_none());
         assert!(!db.update(&a).await.unwrap());
+
+        let token = StoredToken {
+            id: "tok_1".into(),
+            name: "ci".into(),
+            sha256: "ab".repeat(32),
+            created_at_ms: 5,
+        };
+        db.insert_token(&token).await.unwrap();
+        let tokens = db.tokens().await.unwrap();
+        assert_eq!((tokens.len(), tokens[0].name.as_str()), (1, "ci"));
+        assert!(db.insert_token(&token).await.is_err(), "ids are unique");
+        assert!(db.delete_token("tok_1").await.unwrap());
+        assert!(db.tokens().await.unwrap().is_empty());
     }
 
     #[test]

@@ -31,10 +31,10 @@ use weir_config::{AdminToken, Config, LadderSettings};
 use weir_origin::Store;
 
 pub use api::{
-    router as admin_router, ApiDoc, CreateEvent, CreatedEvent, ErrorBody, EventView, Kicked,
-    RotateKey, RotatedKey, UpdateEvent,
+    router as admin_router, ApiDoc, CreateEvent, CreateToken, CreatedEvent, CreatedToken,
+    ErrorBody, EventView, Kicked, RotateKey, RotatedKey, TokenView, UpdateEvent,
 };
-pub use db::{Database, DbError, EventRecord};
+pub use db::{Database, DbError, EventRecord, StoredToken};
 pub use registry::{Publisher, Registry, RegistryError};
 pub use status::{EventStatus, InputStatus, RenditionStatus};
 
@@ -46,9 +46,20 @@ pub struct Control<S: Store> {
     pub registry: Arc<Registry<S>>,
     db: Database,
     ladders: Vec<LadderSettings>,
-    admin_tokens: Vec<AdminToken>,
+    admin_tokens: std::sync::RwLock<Vec<KnownToken>>,
     /// The RTMP listener's port and application, once bound (for publish URLs).
     rtmp: std::sync::OnceLock<(u16, String)>,
+}
+
+/// An admin token the API accepts.
+#[derive(Clone, Debug)]
+pub(crate) struct KnownToken {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) token: AdminToken,
+    /// From the configuration file (cannot be deleted through the API) or made by the API.
+    pub(crate) from_config: bool,
+    pub(crate) created_at_ms: u64,
 }
 
 /// What [`Control::open`] made besides the control plane.
@@ -118,21 +129,43 @@ impl<S: Store> Control<S> {
                 registry.end(&record.id);
             }
         }
-        let mut admin_tokens = config.control.admin_tokens.clone();
+        let mut configured = config.control.admin_tokens.clone();
         let mut generated_token = None;
-        if admin_tokens.is_empty() {
+        if configured.is_empty() && db.tokens().await?.is_empty() {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("making an admin token: {e}"))?;
             let token = hex::encode(bytes);
-            admin_tokens.push(AdminToken::new(&token)?);
+            configured.push(AdminToken::new(&token)?);
             generated_token = Some(token);
+        }
+        let mut admin_tokens: Vec<KnownToken> = configured
+            .into_iter()
+            .enumerate()
+            .map(|(i, token)| KnownToken {
+                id: format!("config-{}", i + 1),
+                name: "from the configuration".into(),
+                token,
+                from_config: true,
+                created_at_ms: now,
+            })
+            .collect();
+        for t in db.tokens().await? {
+            let token = AdminToken::from_digest_hex(&t.sha256)
+                .with_context(|| format!("stored admin token {:?} is unreadable", t.id))?;
+            admin_tokens.push(KnownToken {
+                id: t.id,
+                name: t.name,
+                token,
+                from_config: false,
+                created_at_ms: t.created_at_ms,
+            });
         }
         let control = Arc::new(Control {
             registry,
             db,
             ladders: config.ladders.clone(),
-            admin_tokens,
+            admin_tokens: std::sync::RwLock::new(admin_tokens),
             rtmp: std::sync::OnceLock::new(),
         });
         Ok(Opened {

@@ -279,8 +279,35 @@ fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
     assert_eq!(status, 204);
     assert!(refused(&weir, "doomed-key-0001"));
 
+    // A token made through the API works, is listed without its secret, and outlives a restart.
+    let (status, made) = api(&weir, "POST", "/admin/v1/tokens", Some(r#"{"name":"ci"}"#));
+    assert_eq!(status, 201, "{made}");
+    let made_token = made["token"].as_str().unwrap().to_string();
+    let made_id = made["id"].as_str().unwrap().to_string();
+    let (status, _) = admin(&weir, "GET", "/admin/v1/events", None, Some(&made_token));
+    assert_eq!(status, 200);
+    let (_, tokens) = api(&weir, "GET", "/admin/v1/tokens", None);
+    assert!(tokens.to_string().contains(&made_id) && !tokens.to_string().contains(&made_token));
+    let (status, _) = api(&weir, "DELETE", "/admin/v1/tokens/config-1", None);
+    assert_eq!(
+        status, 409,
+        "the configuration file's tokens are removed there"
+    );
+
     // After a restart the API's events are still there, with their keys.
     weir.restart();
+    let (status, _) = admin(&weir, "GET", "/admin/v1/events", None, Some(&made_token));
+    assert_eq!(status, 200, "the made token outlives the restart");
+    let (status, _) = admin(
+        &weir,
+        "DELETE",
+        &format!("/admin/v1/tokens/{made_id}"),
+        None,
+        Some(&made_token),
+    );
+    assert_eq!(status, 204);
+    let (status, _) = admin(&weir, "GET", "/admin/v1/events", None, Some(&made_token));
+    assert_eq!(status, 401, "a revoked token is refused");
     assert_eq!(event_ids(&weir), ["api-ev", "it"]);
     let (_, shown) = api(&weir, "GET", "/admin/v1/events/api-ev", None);
     assert_eq!(shown["title"], json!("Final"));

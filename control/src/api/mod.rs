@@ -7,6 +7,7 @@
 //! over 64 KiB. Nothing is changed when a request is refused.
 
 mod events;
+mod tokens;
 mod types;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use weir_origin::Store;
 
 use crate::Control;
 
+pub use tokens::{CreateToken, CreatedToken, TokenView};
 pub use types::{CreateEvent, CreatedEvent, EventView, Kicked, RotateKey, RotatedKey, UpdateEvent};
 
 /// Largest request body the API reads.
@@ -176,8 +178,10 @@ async fn authorize<S: Store>(
     let ok = token.is_some_and(|t| {
         control
             .admin_tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .fold(false, |found, known| known.matches(t) | found)
+            .fold(false, |found, known| known.token.matches(t) | found)
     });
     if !ok {
         let reason = if token.is_some() { "wrong" } else { "missing" };
@@ -220,6 +224,9 @@ impl Modify for BearerAuth {
         events::kick,
         events::end_event,
         events::start_event,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::delete_token,
     ),
     components(schemas(
         ErrorBody,
@@ -234,6 +241,9 @@ impl Modify for BearerAuth {
         crate::InputStatus,
         crate::RenditionStatus,
         types::InputName,
+        tokens::TokenView,
+        tokens::CreateToken,
+        tokens::CreatedToken,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -308,6 +318,14 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         .route(
             "/admin/v1/events/{id}/stream-keys/rotate",
             post(events::rotate_key::<S>),
+        )
+        .route(
+            "/admin/v1/tokens",
+            get(tokens::list_tokens::<S>).post(tokens::create_token::<S>),
+        )
+        .route(
+            "/admin/v1/tokens/{id}",
+            axum::routing::delete(tokens::delete_token::<S>),
         )
         .route("/admin/v1/events/{id}/kick", post(events::kick::<S>))
         .route("/admin/v1/events/{id}/end", post(events::end_event::<S>))
