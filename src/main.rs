@@ -199,6 +199,7 @@ async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow
         upstream_timeout: c.edge.upstream_timeout,
         blocking_timeout: c.edge.blocking_timeout,
         cors_allow_origin: c.edge.cors_allow_origin.clone(),
+        id: c.edge.id.clone(),
     };
     weir_edge::serve(listener, config)
         .await

@@ -109,6 +109,9 @@ pub struct OriginSettings {
 /// Edge settings (`[edge]`).
 #[derive(Clone, Debug)]
 pub struct EdgeSettings {
+    /// This edge's name in its reports to the origin (viewers and cache hits per event).
+    /// Default: `$HOSTNAME`, else the listen address.
+    pub id: String,
     /// Where viewers connect. Default `0.0.0.0:8080`.
     pub listen: SocketAddr,
     /// Where `weir edge` serves `/metrics` (Prometheus text), apart from viewers. None by
@@ -200,6 +203,7 @@ impl Default for RawOrigin {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawEdge {
+    id: Option<String>,
     listen: String,
     metrics_listen: Option<String>,
     upstream: Option<String>,
@@ -212,6 +216,7 @@ struct RawEdge {
 impl Default for RawEdge {
     fn default() -> Self {
         RawEdge {
+            id: None,
             listen: "0.0.0.0:8080".into(),
             metrics_listen: None,
             upstream: None,
@@ -315,6 +320,24 @@ impl Config {
                 cors_allow_origin: raw.origin.cors_allow_origin,
             },
             edge: EdgeSettings {
+                id: match raw.edge.id {
+                    Some(id)
+                        if !id.is_empty()
+                            && id.len() <= 64
+                            && id.bytes().all(|b| b.is_ascii_graphic()) =>
+                    {
+                        id
+                    }
+                    Some(_) => {
+                        return Err(ConfigError::Invalid(
+                            "edge.id: 1-64 visible ASCII characters".into(),
+                        ))
+                    }
+                    None => std::env::var("HOSTNAME")
+                        .ok()
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or_else(|| raw.edge.listen.clone()),
+                },
                 listen: addr("edge.listen", &raw.edge.listen)?,
                 metrics_listen: raw
                     .edge

@@ -16,6 +16,7 @@
 //! its publishers are disconnected.
 
 mod api;
+mod audience;
 mod db;
 mod hooks;
 mod pipeline;
@@ -34,6 +35,7 @@ pub use api::{
     router as admin_router, ApiDoc, CreateEvent, CreateToken, CreatedEvent, CreatedToken,
     ErrorBody, EventView, Kicked, RotateKey, RotatedKey, TokenView, UpdateEvent,
 };
+pub use audience::EdgeViewers;
 pub use db::{Database, DbError, EventRecord, StoredToken};
 pub use registry::{Publisher, Registry, RegistryError};
 pub use status::{EventStatus, InputStatus, RenditionStatus};
@@ -49,6 +51,8 @@ pub struct Control<S: Store> {
     admin_tokens: std::sync::RwLock<Vec<KnownToken>>,
     /// The RTMP listener's port and application, once bound (for publish URLs).
     rtmp: std::sync::OnceLock<(u16, String)>,
+    /// The edges' newest reports.
+    edge_reports: audience::EdgeReports,
 }
 
 /// An admin token the API accepts.
@@ -167,6 +171,7 @@ impl<S: Store> Control<S> {
             ladders: config.ladders.clone(),
             admin_tokens: std::sync::RwLock::new(admin_tokens),
             rtmp: std::sync::OnceLock::new(),
+            edge_reports: audience::EdgeReports::default(),
         });
         Ok(Opened {
             control,

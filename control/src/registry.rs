@@ -276,6 +276,9 @@ impl<S: Store> Registry<S> {
                 })
                 .collect(),
             last_segment_at_ms: state.last_segment_at().map(unix_ms),
+            viewers: Vec::new(),
+            viewers_total: 0,
+            cache_hit_ratio: None,
         })
     }
 

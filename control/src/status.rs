@@ -161,4 +161,11 @@ pub struct EventStatus {
     pub renditions: Vec<RenditionStatus>,
     /// When the newest segment was published, ms since the Unix epoch.
     pub last_segment_at_ms: Option<u64>,
+    /// Viewers at each edge that reported in the last 15 s.
+    pub viewers: Vec<crate::EdgeViewers>,
+    /// Total viewers over those edges.
+    pub viewers_total: u64,
+    /// Requests answered from the edges' caches (hits and coalesced waits) over all requests,
+    /// in their last reports; none without requests.
+    pub cache_hit_ratio: Option<f64>,
 }

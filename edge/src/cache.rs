@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::{
@@ -15,6 +15,7 @@ use http::{Method, StatusCode, Uri};
 use tokio::net::TcpListener;
 use weir_origin::{preflight, Directives, Route};
 
+use crate::audience::{report_loop, Audience};
 use crate::coalesce::{Cached, Coalescer, FetchRole};
 use crate::follow::Followers;
 use crate::upstream::Upstream;
@@ -34,6 +35,8 @@ pub struct EdgeConfig {
     pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` on every response.
     pub cors_allow_origin: String,
+    /// This edge's name in its reports to the upstream (viewers, cache hits per event).
+    pub id: String,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -90,6 +93,7 @@ impl IntoResponse for EdgeError {
 struct EdgeState {
     coalescer: Arc<Coalescer>,
     followers: Arc<Followers>,
+    audience: Arc<Audience>,
     config: EdgeConfig,
     cors: HeaderValue,
 }
@@ -100,19 +104,42 @@ struct EdgeState {
 /// The listener's accept loop failed.
 pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result<()> {
     let upstream = Upstream::new(config.upstream.clone(), config.upstream_timeout);
+    let audience = Arc::new(Audience::default());
+    tokio::spawn(report_loop(
+        audience.clone(),
+        config.upstream.clone(),
+        config.id.clone(),
+    ));
     let state = Arc::new(EdgeState {
         coalescer: Arc::new(Coalescer::new(config.cache_capacity_bytes, upstream)),
         followers: Arc::new(Followers::new()),
+        audience,
         cors: HeaderValue::from_str(&config.cors_allow_origin)
             .unwrap_or(HeaderValue::from_static("*")),
         config,
     });
     let app = Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app).await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }
 
-async fn handle(State(state): State<Arc<EdgeState>>, method: Method, uri: Uri) -> Response {
-    let mut response = match respond(&state, &method, &uri).await {
+async fn handle(
+    State(state): State<Arc<EdgeState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    method: Method,
+    headers: http::HeaderMap,
+    uri: Uri,
+) -> Response {
+    let viewer = Viewer {
+        ip: peer.ip(),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    let mut response = match respond(&state, &method, &uri, &viewer).await {
         Ok(r) => r,
         Err(e) => {
             if e.is_retryable() {
@@ -131,7 +158,18 @@ async fn handle(State(state): State<Arc<EdgeState>>, method: Method, uri: Uri) -
     response
 }
 
-async fn respond(state: &EdgeState, method: &Method, uri: &Uri) -> Result<Response, EdgeError> {
+/// Who asked (the client address phase: the socket peer).
+struct Viewer<'a> {
+    ip: std::net::IpAddr,
+    user_agent: Option<&'a str>,
+}
+
+async fn respond(
+    state: &EdgeState,
+    method: &Method,
+    uri: &Uri,
+    viewer: &Viewer<'_>,
+) -> Result<Response, EdgeError> {
     if method == Method::OPTIONS {
         return Ok(preflight());
     }
@@ -175,6 +213,13 @@ async fn respond(state: &EdgeState, method: &Method, uri: &Uri) -> Result<Respon
         metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind())
             .increment(cached.fetched.body.len() as u64);
     }
+    state.audience.record(
+        route.event().as_str(),
+        viewer.ip,
+        viewer.user_agent,
+        role != FetchRole::Started,
+        std::time::Instant::now(),
+    );
     if directives.is_some_and(|d| d == Directives::default()) && cached.ttl.is_some() {
         state
             .followers

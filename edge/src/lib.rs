@@ -23,10 +23,12 @@
 //! swaps each new version in, so the edge's copy is as fresh as the origin's. Geo, tokens
 //! and key issuance come later, as phases before the cache key.
 
+mod audience;
 mod cache;
 mod coalesce;
 mod follow;
 mod upstream;
 
 // The public interface.
+pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
 pub use cache::{serve, EdgeConfig, EdgeError};

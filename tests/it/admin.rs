@@ -429,6 +429,31 @@ fn schemathesis_finds_no_violation_of_the_openapi_document() {
     assert!(!weir.log().contains("panicked"), "{}", weir.log());
 }
 
+#[test]
+fn viewers_and_cache_hits_at_the_edge_reach_the_status() {
+    let weir = Weir::serve(&control_toml());
+    let mut publisher = publish_live(&weir, "it", STREAM_KEY);
+    let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
+    let segment = weir.edge_url(&format!("/live/it/source/{}", playlist.segments[0].uri));
+    // Two players on one address, told apart by their user agents; the segment is fetched
+    // four times, three of them from the cache.
+    for agent in ["player-a", "player-b", "player-a", "player-b"] {
+        let (ok, err) = run("curl", &["-sf", "-A", agent, "-o", "/dev/null", &segment]);
+        assert!(ok, "{err}");
+    }
+    let status = wait_for("the edge's report", Duration::from_secs(20), || {
+        let (_, s) = api(&weir, "GET", "/admin/v1/events/it/status", None);
+        (s["viewers_total"].as_u64()? >= 2).then_some(s)
+    });
+    let edges = status["viewers"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{status}");
+    let ratio = status["cache_hit_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{status}");
+    assert!(metric(&weir, "weir_edge_viewers", "event=\"it\"") >= 2.0);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
 /// A throwaway PostgreSQL server on loopback (Debian's `postgresql` binaries), in a scratch
 /// directory, stopped when dropped.
 struct Postgres {

@@ -261,11 +261,17 @@ pub(crate) async fn event_status<S: Store>(
     Path(id): Path<String>,
 ) -> Result<Json<EventStatus>, ApiError> {
     check_event_id(&id).map_err(bad)?;
-    control
+    let mut status = control
         .registry
         .status(&id)
-        .map(Json)
-        .ok_or_else(ApiError::not_found)
+        .ok_or_else(ApiError::not_found)?;
+    let (viewers, ratio) = control
+        .edge_reports
+        .for_event(&id, std::time::Instant::now());
+    status.viewers_total = viewers.iter().map(|v| v.viewers).sum();
+    status.viewers = viewers;
+    status.cache_hit_ratio = ratio;
+    Ok(Json(status))
 }
 
 /// Replaces a stream key. The new key is in the answer, the only time it is shown; the old

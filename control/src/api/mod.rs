@@ -240,6 +240,7 @@ impl Modify for BearerAuth {
         crate::EventStatus,
         crate::InputStatus,
         crate::RenditionStatus,
+        crate::EdgeViewers,
         types::InputName,
         tokens::TokenView,
         tokens::CreateToken,
@@ -292,6 +293,24 @@ async fn hls_js() -> Response {
         .into_response()
 }
 
+/// `POST /internal/v1/edge-reports`: an edge's viewers, requests and hits per event. For
+/// edges only (the origin listener is not for the public); not part of the admin API.
+fn edge_report<S: Store>(control: &Control<S>, body: &[u8]) -> Response {
+    match parse::<crate::audience::EdgeReport>(body) {
+        Ok(report) => {
+            if control
+                .edge_reports
+                .record(report, std::time::Instant::now())
+            {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many edges").into_response()
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such admin route")
 }
@@ -336,8 +355,17 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         .route("/admin/v1/{*rest}", axum::routing::any(no_route))
         .layer(from_fn_with_state(control.clone(), authorize::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(control);
+        .with_state(control.clone());
+    let reports = control;
     Router::new()
+        .route(
+            "/internal/v1/edge-reports",
+            post(move |body: Bytes| {
+                let control = reports.clone();
+                async move { edge_report(&control, &body) }
+            })
+            .layer(DefaultBodyLimit::max(1024 * 1024)),
+        )
         .route(
             "/admin",
             get(|| async { axum::response::Redirect::permanent("/admin/") }),

@@ -1,0 +1,214 @@
+//! Who watches what through this edge: viewers per event (distinct clients seen in the last
+//! [`VIEWER_WINDOW`]), requests and cache hits, reported to the upstream every
+//! [`REPORT_EVERY`] (`POST /internal/v1/edge-reports`, JSON) and exported as the gauge
+//! `weir_edge_viewers{event}`.
+//!
+//! A viewer is a client address plus its `User-Agent` (hashed): players behind one NAT with
+//! different user agents count apart, one player fetching playlist, parts and segments counts
+//! once. Memory is bounded: at most [`MAX_VIEWERS_PER_EVENT`] clients per event and
+//! [`MAX_EVENTS`] events are tracked; beyond that new ones are not counted.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+/// A client that requested nothing for this long is no longer a viewer.
+pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+/// How often the edge reports to its upstream.
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// Clients tracked per event at most.
+pub const MAX_VIEWERS_PER_EVENT: usize = 200_000;
+/// Events tracked at most.
+pub const MAX_EVENTS: usize = 10_000;
+
+#[derive(Default)]
+struct EventAudience {
+    /// Client hash -> when it last asked for something.
+    clients: HashMap<u64, Instant>,
+    /// Requests and cache hits (HIT or COALESCED) since the last report.
+    requests: u64,
+    hits: u64,
+}
+
+/// The audience of every event this edge serves.
+#[derive(Default)]
+pub(crate) struct Audience {
+    events: Mutex<HashMap<String, EventAudience>>,
+}
+
+/// One event in a report.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct EventReport {
+    pub(crate) event: String,
+    pub(crate) viewers: usize,
+    pub(crate) requests: u64,
+    pub(crate) hits: u64,
+}
+
+/// What an edge tells its upstream.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    edge: &'a str,
+    interval_ms: u64,
+    events: Vec<EventReport>,
+}
+
+fn client_hash(ip: IpAddr, user_agent: Option<&str>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ip.hash(&mut h);
+    user_agent.hash(&mut h);
+    h.finish()
+}
+
+impl Audience {
+    /// A request for `event` from `ip` with `user_agent`, answered from the cache (`hit`) or
+    /// not.
+    pub(crate) fn record(
+        &self,
+        event: &str,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        hit: bool,
+        now: Instant,
+    ) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if !events.contains_key(event) && events.len() >= MAX_EVENTS {
+            return;
+        }
+        let a = events.entry(event.to_string()).or_default();
+        a.requests += 1;
+        a.hits += u64::from(hit);
+        let client = client_hash(ip, user_agent);
+        if a.clients.len() < MAX_VIEWERS_PER_EVENT || a.clients.contains_key(&client) {
+            a.clients.insert(client, now);
+        }
+    }
+
+    /// Forgets clients idle for [`VIEWER_WINDOW`] and events with none, and returns each
+    /// event's viewers and its requests and hits since the last call.
+    pub(crate) fn take_report(&self, now: Instant) -> Vec<EventReport> {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        events.retain(|event, a| {
+            a.clients
+                .retain(|_, seen| now.saturating_duration_since(*seen) < VIEWER_WINDOW);
+            out.push(EventReport {
+                event: event.clone(),
+                viewers: a.clients.len(),
+                requests: std::mem::take(&mut a.requests),
+                hits: std::mem::take(&mut a.hits),
+            });
+            !a.clients.is_empty()
+        });
+        out.sort_by(|a, b| a.event.cmp(&b.event));
+        out
+    }
+}
+
+/// Reports to `upstream` (`http://host:port`) every [`REPORT_EVERY`] as edge `edge`, and sets
+/// the viewer gauges; runs until dropped. A failed report is logged at debug and skipped.
+pub(crate) async fn report_loop(audience: Arc<Audience>, upstream: String, edge: String) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let url = format!("{upstream}/internal/v1/edge-reports");
+    let mut ticker = tokio::time::interval(REPORT_EVERY);
+    ticker.tick().await;
+    let mut gauged: Vec<String> = Vec::new();
+    loop {
+        ticker.tick().await;
+        let events = audience.take_report(Instant::now());
+        for e in &gauged {
+            if !events.iter().any(|r| &r.event == e) {
+                metrics::gauge!("weir_edge_viewers", "event" => e.clone()).set(0.0);
+            }
+        }
+        gauged = events.iter().map(|r| r.event.clone()).collect();
+        for r in &events {
+            metrics::gauge!("weir_edge_viewers", "event" => r.event.clone()).set(r.viewers as f64);
+        }
+        let report = Report {
+            edge: &edge,
+            interval_ms: REPORT_EVERY.as_millis() as u64,
+            events,
+        };
+        let Ok(body) = serde_json::to_vec(&report) else {
+            continue;
+        };
+        let request = http::Request::post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)));
+        let Ok(request) = request else { return };
+        match tokio::time::timeout(REPORT_EVERY, client.request(request)).await {
+            Ok(Ok(r)) if r.status().is_success() => {}
+            Ok(Ok(r)) => tracing::debug!(status = %r.status(), "edge report refused"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "edge report failed"),
+            Err(_) => tracing::debug!("edge report timed out"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewers_are_distinct_clients_seen_in_the_window() {
+        let a = Audience::default();
+        let t0 = Instant::now();
+        let ip1: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip2: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..5 {
+            a.record("ev", ip1, Some("hls.js"), true, t0);
+        }
+        a.record("ev", ip1, Some("Safari"), false, t0);
+        a.record("ev", ip2, None, false, t0 + Duration::from_secs(20));
+        a.record("other", ip2, None, true, t0);
+        let r = a.take_report(t0 + Duration::from_secs(25));
+        assert_eq!(
+            r,
+            vec![
+                EventReport {
+                    event: "ev".into(),
+                    viewers: 3,
+                    requests: 7,
+                    hits: 5
+                },
+                EventReport {
+                    event: "other".into(),
+                    viewers: 1,
+                    requests: 1,
+                    hits: 1
+                },
+            ]
+        );
+        // 35 s on, only the client seen at 20 s is left; counters restart from zero. An event
+        // whose last viewer left is reported once with none, then forgotten.
+        let r = a.take_report(t0 + Duration::from_secs(35));
+        let none = |event: &str, viewers| EventReport {
+            event: event.into(),
+            viewers,
+            requests: 0,
+            hits: 0,
+        };
+        assert_eq!(r, vec![none("ev", 1), none("other", 0)]);
+        assert_eq!(
+            a.take_report(t0 + Duration::from_secs(36)),
+            vec![none("ev", 1)]
+        );
+        // An event with no viewer left is forgotten.
+        assert!(a
+            .take_report(t0 + Duration::from_secs(60))
+            .iter()
+            .all(|e| e.viewers == 0));
+        assert!(a.take_report(t0 + Duration::from_secs(61)).is_empty());
+    }
+}
