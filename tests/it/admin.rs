@@ -398,6 +398,7 @@ fn an_ended_event_plays_to_its_end_and_starts_again() {
 
 #[test]
 fn schemathesis_finds_no_violation_of_the_openapi_document() {
+    let _slot = transcode_slot();
     let weir = Weir::serve(&control_toml());
     let out = std::process::Command::new("python3")
         .args([
@@ -561,6 +562,7 @@ impl Drop for Postgres {
 
 #[test]
 fn events_persist_in_postgresql() {
+    let _slot = transcode_slot();
     let pg = Postgres::start();
     let mut weir = Weir::serve(&format!(
         "[control]\nadmin_tokens = [\"{TOKEN}\"]\ndatabase_url = \"{}\"\n",

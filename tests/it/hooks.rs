@@ -192,6 +192,7 @@ fn an_on_publish_hook_refuses_and_notifications_are_signed() {
 
 #[test]
 fn a_hook_server_that_never_answers_does_not_hold_segments_back() {
+    let _slot = transcode_slot();
     let hooks = HookServer::start(|_, _| None);
     let weir = Weir::serve(&format!(
         "[packager]\nwindow_segments = 60\n[control.hooks]\non_unpublish = \"{}\"\non_segment = \"{}\"\ntimeout_ms = 30000\nmax_attempts = 10\nqueue = 2\n",

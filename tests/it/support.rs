@@ -202,8 +202,9 @@ impl Drop for Weir {
     }
 }
 
-/// Held by tests that transcode or run a browser, so that two of them do not share the
-/// 2 cores at once (a low-latency player has about a second of buffer).
+/// Held by tests that transcode, run a browser or otherwise keep a core busy for long
+/// (schemathesis, a PostgreSQL server), so that two of them do not share the 2 cores at once
+/// (a low-latency player has about a second of buffer).
 pub(crate) fn transcode_slot() -> std::sync::MutexGuard<'static, ()> {
     static SLOT: Mutex<()> = Mutex::new(());
     SLOT.lock().unwrap_or_else(|e| e.into_inner())
