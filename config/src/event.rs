@@ -103,6 +103,9 @@ pub struct EventOptions {
     /// ms, 0..=600 000 (default 10 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback_after_ms: Option<u64>,
+    /// Segments in each live media playlist, 3..=1 000 (default `[packager] window_segments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_segments: Option<usize>,
 }
 
 impl fmt::Debug for EventOptions {
@@ -117,6 +120,7 @@ impl fmt::Debug for EventOptions {
             .field("max_ingest_kbps", &self.max_ingest_kbps)
             .field("failover_after_ms", &self.failover_after_ms)
             .field("failback_after_ms", &self.failback_after_ms)
+            .field("window_segments", &self.window_segments)
             .finish()
     }
 }
@@ -145,6 +149,9 @@ pub struct EventSettings {
     /// The most a publisher may send, bits per second averaged over 5 s; a publisher above it
     /// is dropped. Default 50 000 kbit/s, 100..=1 000 000 kbit/s.
     pub max_ingest_bitrate_bps: u64,
+    /// Segments in each live media playlist, when the event sets its own window (else
+    /// `[packager] window_segments`). 3..=1 000.
+    pub window_segments: Option<std::num::NonZeroUsize>,
     /// The options as written, from which the fields above were validated (what the admin
     /// API stores and shows).
     pub options: EventOptions,
@@ -189,6 +196,8 @@ pub(crate) struct RawEvent {
     pub(crate) srt_passphrase: Option<String>,
     #[serde(default)]
     pub(crate) max_ingest_kbps: Option<u64>,
+    #[serde(default)]
+    pub(crate) window_segments: Option<usize>,
 }
 
 impl RawEvent {
@@ -200,6 +209,7 @@ impl RawEvent {
             max_ingest_kbps: self.max_ingest_kbps,
             failover_after_ms: self.failover_after_ms,
             failback_after_ms: self.failback_after_ms,
+            window_segments: self.window_segments,
         }
     }
 
@@ -215,6 +225,7 @@ impl RawEvent {
             low_latency: None,
             srt_passphrase: None,
             max_ingest_kbps: None,
+            window_segments: None,
         }
     }
 }
@@ -279,6 +290,15 @@ pub fn validate_event(
             "events.max_ingest_kbps of {id:?}: 100..=1000000"
         )));
     }
+    let window_segments = match options.window_segments {
+        Some(n) if (3..=1_000).contains(&n) => std::num::NonZeroUsize::new(n),
+        Some(_) => {
+            return Err(invalid(format!(
+                "events.window_segments of {id:?}: 3..=1000"
+            )))
+        }
+        None => None,
+    };
     let defaults = FailoverSettings::default();
     let failover = FailoverSettings {
         failover_after: match options.failover_after_ms {
@@ -299,6 +319,7 @@ pub fn validate_event(
         failover,
         ladder,
         low_latency: options.low_latency.unwrap_or(true),
+        window_segments,
         options: options.clone(),
     })
 }
@@ -367,6 +388,12 @@ mod tests {
         assert_eq!(b.failover.failover_after, Duration::from_millis(1_000));
         assert_eq!(b.failover.failback_after, Duration::from_secs(10));
         assert!(!format!("{c:?}").contains("backup-11"));
+        assert_eq!(a.window_segments, None);
+        let c = Config::from_toml(
+            "[[events]]\nid = \"w\"\nstream_key = \"key-w-0001\"\nwindow_segments = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.events[0].window_segments.map(|n| n.get()), Some(30));
     }
 
     #[test]
@@ -400,6 +427,10 @@ mod tests {
             (
                 event("a", "key-one-1", "failback_after_ms = 600001\n"),
                 "failback_after_ms",
+            ),
+            (
+                event("a", "key-one-1", "window_segments = 2\n"),
+                "window_segments",
             ),
         ] {
             let e = Config::from_toml(&bad).unwrap_err().to_string();

@@ -27,8 +27,8 @@ pub enum RegistryError {
     /// Another event has this stream key (primary or backup).
     #[error("another event has this stream key")]
     KeyInUse,
-    /// The change needs the event to have no publisher (`low_latency` changes the playlists'
-    /// form).
+    /// The change needs the event to have no publisher (`low_latency` and `window_segments`
+    /// change the playlists' form).
     #[error("the event has a publisher; kick it first")]
     Live,
     /// The event id is not valid in URLs.
@@ -118,14 +118,17 @@ impl<S: Store> Registry<S> {
             },
             part_target: self.packager.part_target,
             low_latency: settings.low_latency,
-            window_segments: self.packager.window_segments,
+            window_segments: settings
+                .window_segments
+                .unwrap_or(self.packager.window_segments),
             first_msn: MediaSequence::from_unix_millis(started_ms),
         })
     }
 
     /// Adds an event, or changes one: keys, passphrase, ingest bound and failover timing
     /// apply at once (new publishes); a ladder change applies from the next publisher
-    /// session; a `low_latency` change only while no publisher is connected.
+    /// session; a `low_latency` or `window_segments` change only while no publisher is
+    /// connected.
     ///
     /// # Errors
     /// [`RegistryError::KeyInUse`] if another event has one of its keys,
@@ -139,7 +142,9 @@ impl<S: Store> Registry<S> {
         if let Some(event) = events.get(&settings.id) {
             let mut inputs = lock_inputs(&event.inputs);
             let mut current = event.settings.write().unwrap_or_else(|e| e.into_inner());
-            if current.low_latency != settings.low_latency {
+            if current.low_latency != settings.low_latency
+                || current.window_segments != settings.window_segments
+            {
                 if inputs.connected.iter().any(Option::is_some) {
                     return Err(RegistryError::Live);
                 }

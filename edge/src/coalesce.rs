@@ -117,8 +117,11 @@ impl Coalescer {
                 }
             }
         };
+        // Viewers waiting on a fetch in flight (started or joined), until answered or gone.
+        let waiting = Waiting::new();
         loop {
             if let Some(outcome) = rx.borrow_and_update().clone() {
+                drop(waiting);
                 return (outcome, role);
             }
             if rx.changed().await.is_err() {
@@ -163,4 +166,22 @@ pub(crate) enum FetchRole {
     Started,
     /// It waited on a fetch another request started.
     Joined,
+}
+
+/// One request waiting on an upstream fetch: counted in the gauge
+/// `weir_edge_waiting_requests` while it lives (a viewer who leaves is uncounted too).
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn new() -> Waiting {
+        let gauge = metrics::gauge!("weir_edge_waiting_requests");
+        gauge.increment(1.0);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }

@@ -191,6 +191,13 @@ fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
         &weir,
         "PATCH",
         "/admin/v1/events/api-ev",
+        Some(r#"{"window_segments":10}"#),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = api(
+        &weir,
+        "PATCH",
+        "/admin/v1/events/api-ev",
         Some(r#"{"title":"Final"}"#),
     );
     assert_eq!((status, body["title"].clone()), (200, json!("Final")));
@@ -238,6 +245,12 @@ fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
             "POST",
             "/admin/v1/events",
             r#"{"id":"x3","max_ingest_kbps":1}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/admin/v1/events",
+            r#"{"id":"x6","window_segments":2}"#,
             400,
         ),
         ("POST", "/admin/v1/events", r#"{"id":"api-ev"}"#, 409),

@@ -149,6 +149,7 @@ pub(crate) async fn create_event<S: Store>(
             max_ingest_kbps: body.max_ingest_kbps,
             failover_after_ms: body.failover_after_ms,
             failback_after_ms: body.failback_after_ms,
+            window_segments: body.window_segments,
         },
         created_at_ms: now,
         updated_at_ms: now,
@@ -222,6 +223,7 @@ pub(crate) async fn update_event<S: Store>(
     o.max_ingest_kbps = body.max_ingest_kbps.or(o.max_ingest_kbps);
     o.failover_after_ms = body.failover_after_ms.or(o.failover_after_ms);
     o.failback_after_ms = body.failback_after_ms.or(o.failback_after_ms);
+    o.window_segments = body.window_segments.or(o.window_segments);
     record.updated_at_ms = unix_ms(SystemTime::now());
     apply(&control, &record).await?;
     control

@@ -29,6 +29,8 @@ pub struct EventView {
     pub failover_after_ms: u64,
     /// Unbroken media from the primary before it is taken back, ms.
     pub failback_after_ms: u64,
+    /// Segments in each live media playlist, when the event sets its own (else the server's).
+    pub window_segments: Option<usize>,
     /// Whether a publisher is connected.
     pub live: bool,
     /// Whether the event has been ended (`POST .../end`): its playlists carry
@@ -56,6 +58,7 @@ impl EventView {
             max_ingest_kbps: o.max_ingest_kbps.unwrap_or(50_000),
             failover_after_ms: o.failover_after_ms.unwrap_or(1_000),
             failback_after_ms: o.failback_after_ms.unwrap_or(10_000),
+            window_segments: o.window_segments,
             live,
             ended,
             playback_path: format!("/live/{}/master.m3u8", record.id),
@@ -124,6 +127,10 @@ pub struct CreateEvent {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 600_000)]
     pub failback_after_ms: Option<u64>,
+    /// Segments in each live media playlist, 3..=1000 (default: the server's).
+    #[serde(default)]
+    #[schema(minimum = 3, maximum = 1_000)]
+    pub window_segments: Option<usize>,
 }
 
 /// The answer to `POST /admin/v1/events`: the event, and its stream keys, shown this once.
@@ -174,6 +181,11 @@ pub struct UpdateEvent {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 600_000)]
     pub failback_after_ms: Option<u64>,
+    /// Segments in each live media playlist, 3..=1000; only while no publisher is connected
+    /// (409 otherwise).
+    #[serde(default)]
+    #[schema(minimum = 3, maximum = 1_000)]
+    pub window_segments: Option<usize>,
 }
 
 /// Which of an event's stream keys.
