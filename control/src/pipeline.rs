@@ -2,6 +2,7 @@
 //! event's ladder encodes renditions. An event has at most one at a time; a switch between
 //! its primary and backup encoder ends one and starts the next (one discontinuity).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,10 @@ pub(crate) struct EventState {
     renditions: Vec<String>,
     /// When the newest segment was published.
     last_segment_at: Option<SystemTime>,
+    /// When each rendition's newest frame reached the packager: a part or segment is
+    /// published when the frame after its last one arrives, so its publish delay is measured
+    /// from the arrival before.
+    last_arrival: HashMap<RenditionId, SystemTime>,
 }
 
 impl EventState {
@@ -32,6 +37,7 @@ impl EventState {
             out: Vec::new(),
             renditions: Vec::new(),
             last_segment_at: None,
+            last_arrival: HashMap::new(),
         }
     }
 
@@ -143,6 +149,34 @@ impl<S: Store> EventSink<S> {
         Some(r)
     }
 
+    /// Packages one frame of `rendition`, observing the publish delay of what it completes:
+    /// `weir_packager_publish_delay_seconds{kind="part"|"segment"}`, from the arrival of the
+    /// object's last frame at the packager to its publication (mostly the wait for the next
+    /// frame, which tells that an object is complete).
+    fn package(&self, rendition: &RenditionId, frame: Frame) {
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        let now = SystemTime::now();
+        let previous = s.last_arrival.insert(rendition.clone(), now);
+        s.packager.frame(rendition, frame, now, &mut s.out);
+        if let Some(previous) = previous {
+            let delay = now
+                .duration_since(previous)
+                .unwrap_or_default()
+                .as_secs_f64();
+            for a in &s.out {
+                let kind = match a {
+                    Artifact::Part { rendition: r, .. } if r == rendition => "part",
+                    Artifact::Segment { rendition: r, .. } if r == rendition => "segment",
+                    _ => continue,
+                };
+                metrics::histogram!("weir_packager_publish_delay_seconds", "kind" => kind)
+                    .record(delay);
+            }
+        }
+        drain(&*self.store, &self.hooks, &self.event, s);
+    }
+
     fn with_packager(&self, f: impl FnOnce(&mut Packager, SystemTime, &mut Vec<Artifact>)) {
         let mut state = lock(&self.state);
         let s = &mut *state;
@@ -167,7 +201,7 @@ impl<S: Store> RenditionSink for EventSink<S> {
 
     fn frame(&mut self, rendition: &str, frame: Frame) {
         if let Some(r) = self.rendition(rendition) {
-            self.with_packager(|p, now, out| p.frame(&r, frame, now, out));
+            self.package(&r, frame);
         }
     }
 
@@ -258,8 +292,7 @@ impl<S: Store> Pipeline<S> {
             Some(t) => t.frame(frame),
             None => {
                 let rendition = RenditionId::passthrough(frame.track);
-                self.sink
-                    .with_packager(|p, now, out| p.frame(&rendition, frame, now, out));
+                self.sink.package(&rendition, frame);
             }
         }
     }

@@ -464,6 +464,16 @@ fn viewers_and_cache_hits_at_the_edge_reach_the_status() {
     let ratio = status["cache_hit_ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio <= 1.0, "{status}");
     assert!(metric(&weir, "weir_edge_viewers", "event=\"it\"") >= 2.0);
+    // Every part and segment published had its publish delay observed.
+    for kind in ["part", "segment"] {
+        let labels = format!("kind=\"{kind}\"");
+        let count = metric(&weir, "weir_packager_publish_delay_seconds_count", &labels);
+        let sum = metric(&weir, "weir_packager_publish_delay_seconds_sum", &labels);
+        assert!(
+            count >= 1.0 && sum > 0.0,
+            "{kind}: count {count}, sum {sum}"
+        );
+    }
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
