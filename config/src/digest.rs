@@ -28,6 +28,11 @@ impl SecretDigest {
 
     /// Whether `candidate` has this digest, in time that does not depend on where they differ.
     pub(crate) fn matches(&self, candidate: &str) -> bool {
-        self.0.ct_eq(&SecretDigest::of(candidate).0).into()
+        self.matches_digest(&SecretDigest::of(candidate))
+    }
+
+    /// Whether two digests are equal, in constant time.
+    pub(crate) fn matches_digest(&self, other: &SecretDigest) -> bool {
+        self.0.ct_eq(&other.0).into()
     }
 }

@@ -37,6 +37,12 @@ impl StreamKey {
     pub fn matches(&self, candidate: &str) -> bool {
         self.0.matches(candidate)
     }
+
+    /// Whether `candidate` (a key digested once, e.g. to compare with many keys) is this key,
+    /// in constant time.
+    pub fn matches_key(&self, candidate: &StreamKey) -> bool {
+        self.0.matches_digest(&candidate.0)
+    }
 }
 
 impl fmt::Debug for StreamKey {

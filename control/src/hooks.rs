@@ -170,7 +170,7 @@ impl Hooks {
         &self,
         event: &str,
         rendition: &str,
-        session: &str,
+        session: &dyn std::fmt::Display,
         msn: u64,
         bytes: usize,
     ) {

@@ -65,7 +65,7 @@ fn drain<S: Store>(store: &S, hooks: &Hooks, event: &EventId, state: &mut EventS
             hooks.on_segment(
                 event.as_str(),
                 rendition.as_str(),
-                &session.to_string(),
+                session,
                 msn.0,
                 data.len(),
             );

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
-use weir_config::{EventSettings, LadderSettings, PackagerSettings};
+use weir_config::{EventSettings, LadderSettings, PackagerSettings, StreamKey};
 use weir_ingest::{
     Admission, Departure, EventDirectory, FailoverPolicy, InputRole, InputSelector, PublishRequest,
     PublishSession, Rejection, Route, Switch, SwitchReason,
@@ -268,7 +268,7 @@ impl<S: Store> Registry<S> {
         drop(inputs);
         let state = lock(&event.output.state);
         Some(EventStatus {
-            live: inputs_live(&reports),
+            live: reports.iter().any(|r| r.packaged),
             playable: state.packager.has_master(),
             inputs: reports,
             renditions: state
@@ -297,15 +297,17 @@ impl<S: Store> Registry<S> {
     /// The event and input `stream_key` publishes. Every key of every event is compared, so
     /// the time taken says nothing about which one matched.
     fn find(&self, stream_key: &str) -> Result<(Arc<LiveEvent<S>>, InputRole), Rejection> {
+        // Digested once, then compared with every key.
+        let candidate = StreamKey::new(stream_key);
         let mut found = None;
         for e in self.read().values() {
             let s = e.settings.read().unwrap_or_else(|e| e.into_inner());
-            if s.stream_key.matches(stream_key) {
+            if s.stream_key.matches_key(&candidate) {
                 found = Some((e.clone(), InputRole::Primary));
             }
             if s.backup_stream_key
                 .as_ref()
-                .is_some_and(|k| k.matches(stream_key))
+                .is_some_and(|k| k.matches_key(&candidate))
             {
                 found = Some((e.clone(), InputRole::Backup));
             }
@@ -334,10 +336,6 @@ fn key_clash<S: Store>(
             .flatten()
             .any(|k| mine.iter().flatten().any(|m| m == k))
     })
-}
-
-fn inputs_live(reports: &[crate::status::InputStatus]) -> bool {
-    reports.iter().any(|r| r.packaged)
 }
 
 impl<S: Store> LiveEvent<S> {

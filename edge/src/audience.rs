@@ -81,10 +81,16 @@ impl Audience {
         now: Instant,
     ) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        if !events.contains_key(event) && events.len() >= MAX_EVENTS {
-            return;
+        // The event's name is copied only the first time it is seen, not per request.
+        if !events.contains_key(event) {
+            if events.len() >= MAX_EVENTS {
+                return;
+            }
+            events.insert(event.to_string(), EventAudience::default());
         }
-        let a = events.entry(event.to_string()).or_default();
+        let Some(a) = events.get_mut(event) else {
+            return;
+        };
         a.requests += 1;
         a.hits += u64::from(hit);
         let client = client_hash(ip, user_agent);
