@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use weir_config::Config;
 use weir_origin::{MemoryStore, OriginConfig};
 
+mod mint;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weir",
@@ -74,6 +76,53 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Mints a signed viewer token for an event and prints the playable URL (stdout); the
+    /// token's key, expiry and scope go to stderr.
+    Token {
+        /// TOML configuration whose [access] token_keys holds the signing key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A file holding the signing secret instead (with --key-id).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// The event the token admits to.
+        #[arg(long)]
+        event: String,
+        /// How long it is valid, e.g. 90s, 30m, 1h, 2days.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// The signing key's id (default: the configuration's only key).
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Bind the token to a viewer address or CIDR block, e.g. 203.0.113.0/24.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Limit the token to URLs under this path, e.g. /live/EVENT/720p/.
+        #[arg(long)]
+        path: Option<String>,
+        /// The edge's base URL for the printed URL (default: from edge.listen).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Print only the token, not the URL.
+        #[arg(long)]
+        token_only: bool,
+    },
+}
+
+/// Relative file paths of the configuration are taken from `base`, its directory.
+fn resolve_paths(c: &mut Config, base: &std::path::Path) {
+    if let Some(p) = c.access.geoip_database.as_mut() {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
+fn config_dir(config: Option<&PathBuf>) -> PathBuf {
+    config
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -111,16 +160,38 @@ fn main() -> anyhow::Result<()> {
                 edge_listen,
             } => {
                 let mut c = load(config.as_ref())?;
-                let base = config
-                    .as_ref()
-                    .and_then(|p| p.parent())
-                    .map(PathBuf::from)
-                    .unwrap_or_default();
+                let base = config_dir(config.as_ref());
+                resolve_paths(&mut c, &base);
                 c.rtmp.listen = rtmp_listen.unwrap_or(c.rtmp.listen);
                 c.srt.listen = srt_listen.unwrap_or(c.srt.listen);
                 c.origin.listen = origin_listen.unwrap_or(c.origin.listen);
                 c.edge.listen = edge_listen.unwrap_or(c.edge.listen);
                 serve(c, &base, config.is_none()).await
+            }
+            Command::Token {
+                config,
+                secret_file,
+                event,
+                ttl,
+                key_id,
+                ip,
+                path,
+                base_url,
+                token_only,
+            } => {
+                let config = config.as_ref().map(|p| load(Some(p))).transpose()?;
+                let (t, url) = mint::mint(mint::MintRequest {
+                    config,
+                    secret_file,
+                    event,
+                    ttl: ttl.into(),
+                    key_id,
+                    ip,
+                    path,
+                    base_url,
+                })?;
+                println!("{}", if token_only { t } else { url });
+                Ok(())
             }
             Command::Edge {
                 config,
@@ -130,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                 metrics_listen,
             } => {
                 let mut c = load(config.as_ref())?;
+                resolve_paths(&mut c, &config_dir(config.as_ref()));
                 c.edge.listen = listen.unwrap_or(c.edge.listen);
                 c.edge.metrics_listen = metrics_listen.or(c.edge.metrics_listen);
                 if let Some(ms) = upstream_timeout_ms {
@@ -200,6 +272,7 @@ async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow
         blocking_timeout: c.edge.blocking_timeout,
         cors_allow_origin: c.edge.cors_allow_origin.clone(),
         id: c.edge.id.clone(),
+        access: c.access.clone(),
     };
     weir_edge::serve(listener, config)
         .await

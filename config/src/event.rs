@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessOptions, AccessPolicy};
 use crate::digest::SecretDigest;
 use crate::srt::SrtPassphrase;
 use crate::{ConfigError, LadderSettings};
@@ -112,6 +113,9 @@ pub struct EventOptions {
     /// Segments in each live media playlist, 3..=1 000 (default `[packager] window_segments`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_segments: Option<usize>,
+    /// Viewer access: tokens, geo, viewers per token (default: open to everyone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessOptions>,
 }
 
 impl fmt::Debug for EventOptions {
@@ -127,6 +131,7 @@ impl fmt::Debug for EventOptions {
             .field("failover_after_ms", &self.failover_after_ms)
             .field("failback_after_ms", &self.failback_after_ms)
             .field("window_segments", &self.window_segments)
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -158,6 +163,8 @@ pub struct EventSettings {
     /// Segments in each live media playlist, when the event sets its own window (else
     /// `[packager] window_segments`). 3..=1 000.
     pub window_segments: Option<std::num::NonZeroUsize>,
+    /// Who may watch: tokens, geo, viewers per token (enforced by edges).
+    pub access: AccessPolicy,
     /// The options as written, from which the fields above were validated (what the admin
     /// API stores and shows).
     pub options: EventOptions,
@@ -204,6 +211,8 @@ pub(crate) struct RawEvent {
     pub(crate) max_ingest_kbps: Option<u64>,
     #[serde(default)]
     pub(crate) window_segments: Option<usize>,
+    #[serde(default)]
+    pub(crate) access: Option<AccessOptions>,
 }
 
 impl RawEvent {
@@ -216,6 +225,7 @@ impl RawEvent {
             failover_after_ms: self.failover_after_ms,
             failback_after_ms: self.failback_after_ms,
             window_segments: self.window_segments,
+            access: self.access.clone(),
         }
     }
 
@@ -232,6 +242,7 @@ impl RawEvent {
             srt_passphrase: None,
             max_ingest_kbps: None,
             window_segments: None,
+            access: None,
         }
     }
 }
@@ -305,6 +316,7 @@ pub fn validate_event(
         }
         None => None,
     };
+    let access = AccessPolicy::validate(id, &options.access.clone().unwrap_or_default())?;
     let defaults = FailoverSettings::default();
     let failover = FailoverSettings {
         failover_after: match options.failover_after_ms {
@@ -326,6 +338,7 @@ pub fn validate_event(
         ladder,
         low_latency: options.low_latency.unwrap_or(true),
         window_segments,
+        access,
         options: options.clone(),
     })
 }

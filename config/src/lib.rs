@@ -12,6 +12,7 @@
 //! assert_eq!(config.packager.window_segments.get(), 6);
 //! ```
 
+mod access;
 mod control;
 mod digest;
 mod event;
@@ -27,6 +28,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use access::{
+    parse_cidr, AccessOptions, AccessPolicy, AccessSettings, ClusterSecret, CountryCode, GeoRule,
+    GeoUnknown, TokenKey,
+};
 pub use control::{AdminToken, ControlSettings, HookSecret, HookSettings};
 pub use event::{
     check_event_id, check_stream_key, validate_event, EventOptions, EventSettings,
@@ -69,6 +74,8 @@ pub struct Config {
     pub ladders: Vec<LadderSettings>,
     /// The control plane: persistence and admin API access.
     pub control: ControlSettings,
+    /// Viewer access: token keys, trusted proxies, GeoIP, the cluster secret (`[access]`).
+    pub access: AccessSettings,
 }
 
 /// RTMP ingest settings (`[rtmp]`).
@@ -142,6 +149,7 @@ struct RawConfig {
     events: Vec<RawEvent>,
     ladders: BTreeMap<String, ladder::RawLadder>,
     control: control::RawControl,
+    access: access::RawAccess,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +375,7 @@ impl Config {
             events,
             ladders,
             control: raw.control.validate()?,
+            access: raw.access.validate()?,
         })
     }
 }

@@ -53,7 +53,12 @@ pub struct Control<S: Store> {
     rtmp: std::sync::OnceLock<(u16, String)>,
     /// The edges' newest reports.
     edge_reports: audience::EdgeReports,
+    /// What edges must send on internal paths, if set.
+    cluster_secret: Option<weir_config::ClusterSecret>,
 }
+
+/// The header that carries the cluster secret on edges' internal requests.
+pub const CLUSTER_SECRET_HEADER: &str = "x-weir-cluster-secret";
 
 /// An admin token the API accepts.
 #[derive(Clone, Debug)]
@@ -172,6 +177,7 @@ impl<S: Store> Control<S> {
             admin_tokens: std::sync::RwLock::new(admin_tokens),
             rtmp: std::sync::OnceLock::new(),
             edge_reports: audience::EdgeReports::default(),
+            cluster_secret: config.access.cluster_secret.clone(),
         });
         Ok(Opened {
             control,

@@ -239,6 +239,14 @@ impl<S: Store> Registry<S> {
         true
     }
 
+    /// Event `id`'s access options as written (what edges enforce); `None` if there is no
+    /// such event.
+    pub fn access_options(&self, id: &str) -> Option<weir_config::AccessOptions> {
+        let event = self.read().get(id)?.clone();
+        let settings = event.settings.read().unwrap_or_else(|e| e.into_inner());
+        Some(settings.options.access.clone().unwrap_or_default())
+    }
+
     /// Whether the event has ended, if it exists.
     pub fn is_ended(&self, id: &str) -> Option<bool> {
         let event = self.read().get(id).cloned()?;

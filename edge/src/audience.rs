@@ -122,7 +122,12 @@ impl Audience {
 
 /// Reports to `upstream` (`http://host:port`) every [`REPORT_EVERY`] as edge `edge`, and sets
 /// the viewer gauges; runs until dropped. A failed report is logged at debug and skipped.
-pub(crate) async fn report_loop(audience: Arc<Audience>, upstream: String, edge: String) {
+pub(crate) async fn report_loop(
+    audience: Arc<Audience>,
+    upstream: String,
+    edge: String,
+    cluster_secret: Option<weir_config::ClusterSecret>,
+) {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let url = format!("{upstream}/internal/v1/edge-reports");
@@ -149,9 +154,12 @@ pub(crate) async fn report_loop(audience: Arc<Audience>, upstream: String, edge:
         let Ok(body) = serde_json::to_vec(&report) else {
             continue;
         };
-        let request = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)));
+        let mut request =
+            http::Request::post(&url).header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &cluster_secret {
+            request = request.header(crate::CLUSTER_SECRET_HEADER, secret.expose());
+        }
+        let request = request.body(Full::new(Bytes::from(body)));
         let Ok(request) = request else { return };
         match tokio::time::timeout(REPORT_EVERY, client.request(request)).await {
             Ok(Ok(r)) if r.status().is_success() => {}

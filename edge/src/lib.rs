@@ -1,18 +1,25 @@
 //! weir's edge: a pull-through HTTP cache in front of an origin (or a shield edge).
 //!
-//! A request goes through these phases, in order:
+//! A request goes through these phases, in order, one module each:
 //!
 //! ```text
-//! viewer --> route (parse the path; junk is a 404 with no upstream request)
-//!        --> cache key (the path; for a media playlist, plus its normalized LL-HLS
-//!            directives _HLS_msn/_HLS_part/_HLS_skip; every other query parameter dropped)
-//!        --> lookup: HIT --> response
-//!        --> MISS: coalesce (one upstream fetch per key, however many viewers wait; the fetch
-//!            runs on its own task, so a viewer leaving never cancels or restarts it)
-//!        --> upstream (bounded by a timeout, a longer one for blocking playlist requests;
-//!            502 unreachable, 504 too slow)
-//!        --> store (TTL from the upstream Cache-Control, weighed in bytes)
-//!        --> response (Age, X-Cache, CORS exposing Age) --> log
+//! viewer --> 1 client_addr: the socket peer; X-Forwarded-For/Forwarded only from
+//!              [access] trusted_proxies
+//!        --> route: is this a path we serve (junk is a 404 with no upstream request)
+//!        --> policy: the event's access policy from the origin (cached 2 s; an event the
+//!              origin does not know is a 404)
+//!        --> 2 geo: the country from the MaxMind database against the event's
+//!              geo_allow/geo_deny (default: no rule, everyone admitted) -> 403
+//!        --> 3 token: an HMAC-SHA256 signed token for the event, address and path, and the
+//!              per-token viewer limit (default: not required) -> 403 / 429
+//!        --> 4 cache_key: the path; for a media playlist, plus its normalized LL-HLS
+//!              directives; every other query parameter (the token too) dropped
+//!        --> 5 coalesce: HIT, or one upstream fetch per key however many viewers wait (on
+//!              its own task: a viewer leaving never cancels or restarts it)
+//!        --> 6 upstream: bounded by a timeout, a longer one for blocking playlist requests;
+//!              502 unreachable, 504 too slow; TTL from the upstream's Cache-Control
+//!        --> 7 response: Age, X-Cache, CORS exposing Age; a playlist of a token-protected
+//!              event gets the viewer's token in every URI, on the way out
 //! ```
 //!
 //! The cache is moka's, weighed in body bytes against a capacity; each entry lives for the
@@ -20,15 +27,30 @@
 //! (`no-store`, `private`, non-200) are still shared with the viewers that waited on the same
 //! fetch, then forgotten. While viewers ask for a media playlist without directives, a
 //! follower long-polls the upstream for its next part ([`follow`](crate) module docs) and
-//! swaps each new version in, so the edge's copy is as fresh as the origin's. Geo, tokens
-//! and key issuance come later, as phases before the cache key.
+//! swaps each new version in, so the edge's copy is as fresh as the origin's.
 
+mod access;
 mod audience;
-mod cache;
+mod cache_key;
+mod client_addr;
 mod coalesce;
 mod follow;
+mod geo;
+mod policy;
+mod response;
+mod rewrite;
+mod server;
+mod sharing;
+pub mod token;
 mod upstream;
 
 // The public interface.
+pub use access::Denial;
 pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
-pub use cache::{serve, EdgeConfig, EdgeError};
+pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
+pub use server::{serve, EdgeConfig, EdgeError};
+pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
+
+/// The header that carries the cluster secret on internal requests from edges to the origin
+/// (`[access] cluster_secret`).
+pub const CLUSTER_SECRET_HEADER: &str = "x-weir-cluster-secret";

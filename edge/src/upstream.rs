@@ -55,18 +55,29 @@ impl Fetched {
 pub(crate) struct Upstream {
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// Sent on internal paths (`/internal/...`) only.
+    cluster_secret: Option<HeaderValue>,
 }
 
 impl Upstream {
     /// A client for `base`; connecting gives up after `connect_timeout`.
-    pub(crate) fn new(base: String, connect_timeout: Duration) -> Upstream {
+    pub(crate) fn new(
+        base: String,
+        connect_timeout: Duration,
+        cluster_secret: Option<weir_config::ClusterSecret>,
+    ) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Upstream { base, client }
+        let cluster_secret = cluster_secret.and_then(|s| HeaderValue::from_str(s.expose()).ok());
+        Upstream {
+            base,
+            client,
+            cluster_secret,
+        }
     }
 
     /// GETs `path_and_query` (a validated route, with normalized directives) from the
@@ -79,8 +90,17 @@ impl Upstream {
         let uri: http::Uri = format!("{}{}", self.base, path_and_query)
             .parse()
             .map_err(|_| EdgeError::BadUpstream)?;
+        let mut request = http::Request::get(uri);
+        if let Some(secret) = &self.cluster_secret {
+            if path_and_query.starts_with("/internal/") {
+                request = request.header(crate::CLUSTER_SECRET_HEADER, secret.clone());
+            }
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|_| EdgeError::BadUpstream)?;
         let fetch = async {
-            let response = self.client.get(uri).await.map_err(|e| {
+            let response = self.client.request(request).await.map_err(|e| {
                 tracing::warn!(error = %e, "upstream request failed");
                 EdgeError::UpstreamUnreachable
             })?;

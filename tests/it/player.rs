@@ -1,6 +1,7 @@
 //! hls.js in Debian's headless Chromium (driven by playwright-core) plays live through the
 //! edge: the default ladder with forced level switches, and, in low-latency mode, a
-//! passthrough event and the ladder, using parts and blocking playlist reloads.
+//! token-protected passthrough event (the token given in the master URL only) and the
+//! ladder, using parts and blocking playlist reloads.
 
 use std::process::Command;
 use std::time::Duration;
@@ -90,11 +91,50 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
 }
 
 /// hls.js in low-latency mode plays `ladder` for [`LL_SECS`] through the edge without a
-/// stall, loading parts and reloading playlists with blocking requests the origin saw.
-fn plays_low_latency(ladder: &str, file: &std::path::Path) {
-    let weir = Weir::serve_ladder("", ladder);
+/// stall, loading parts and reloading playlists with blocking requests the origin saw. With
+/// `token`, the event requires a signed token: the player is given it in the master URL
+/// only, and must carry it on every request (the edge's playlist rewriting).
+fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
+    let secret = "it-player-token-secret-0123456789abcdef";
+    let (extra, event) = if token {
+        (
+            format!("[access]\ntoken_keys = {{ p1 = \"{secret}\" }}\n"),
+            "access = { require_token = true }",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let weir = Weir::serve_event(&extra, ladder, event);
     let mut publisher = publish(file, &weir.publish_url(STREAM_KEY), true);
-    let master_url = wait_for_master(&weir);
+    let master_url = if token {
+        let master_url = weir.edge_url("/live/it/master.m3u8");
+        assert_eq!(get(&master_url).status, 403, "no token, no playlist");
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["token", "--config"])
+            .arg(weir.config_path())
+            .args([
+                "--event",
+                "it",
+                "--ttl",
+                "10m",
+                "--base-url",
+                &weir.edge_url(""),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        wait_for("the master playlist", Duration::from_secs(30), || {
+            try_get(&url).ok().filter(|f| f.status == 200).map(|_| ())
+        });
+        url
+    } else {
+        wait_for_master(&weir)
+    };
     let blocking = r#"directives="blocking""#;
     let before = metric(&weir, "weir_origin_playlist_requests_total", blocking);
     let report = play(&master_url, LL_SECS, "ll");
@@ -102,6 +142,21 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path) {
     let _ = publisher.kill();
     let _ = publisher.wait();
     let requests = &report["requests"];
+    if token {
+        assert_eq!(
+            requests["tokened"], requests["all"],
+            "a request without the token: {report}"
+        );
+        assert_eq!(
+            metric(
+                &weir,
+                "weir_edge_access_denied_total",
+                r#"event="it",reason="token_missing""#
+            ),
+            1.0,
+            "only the test's own tokenless request was refused: {report}"
+        );
+    }
     assert!(requests["blocking"].as_u64().unwrap() >= 10, "{report}");
     assert!(requests["parts"].as_u64().unwrap() >= 10, "{report}");
     assert!(
@@ -121,14 +176,14 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path) {
 }
 
 #[test]
-fn hls_js_plays_low_latency_passthrough_through_the_edge() {
+fn hls_js_plays_low_latency_passthrough_with_a_token_through_the_edge() {
     // Chromium decoding needs the cores as much as a ladder does: one at a time.
     let _slot = transcode_slot();
-    plays_low_latency("passthrough", &flv(BBB, 9, true));
+    plays_low_latency("passthrough", &flv(BBB, 9, true), true);
 }
 
 #[test]
 fn hls_js_plays_the_low_latency_ladder_through_the_edge() {
     let _slot = transcode_slot();
-    plays_low_latency("default", &flv(BBB, 9, false));
+    plays_low_latency("default", &flv(BBB, 9, false), false);
 }

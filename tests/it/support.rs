@@ -178,6 +178,16 @@ impl Weir {
         format!("http://{}{path}", self.origin.unwrap())
     }
 
+    /// The `--config` file weir was started with.
+    pub(crate) fn config_path(&self) -> PathBuf {
+        let at = self
+            .args
+            .iter()
+            .position(|a| a == "--config")
+            .expect("started with --config");
+        PathBuf::from(&self.args[at + 1])
+    }
+
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

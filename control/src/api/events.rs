@@ -150,6 +150,7 @@ pub(crate) async fn create_event<S: Store>(
             failover_after_ms: body.failover_after_ms,
             failback_after_ms: body.failback_after_ms,
             window_segments: body.window_segments,
+            access: body.access.map(Into::into),
         },
         created_at_ms: now,
         updated_at_ms: now,
@@ -224,6 +225,9 @@ pub(crate) async fn update_event<S: Store>(
     o.failover_after_ms = body.failover_after_ms.or(o.failover_after_ms);
     o.failback_after_ms = body.failback_after_ms.or(o.failback_after_ms);
     o.window_segments = body.window_segments.or(o.window_segments);
+    if let Some(a) = body.access {
+        o.access = Some(a.into());
+    }
     record.updated_at_ms = unix_ms(SystemTime::now());
     apply(&control, &record).await?;
     control

@@ -26,6 +26,8 @@ use weir_origin::Store;
 
 use crate::Control;
 
+type Ctl<S> = State<Arc<Control<S>>>;
+
 pub use tokens::{CreateToken, CreatedToken, TokenView};
 pub use types::{CreateEvent, CreatedEvent, EventView, Kicked, RotateKey, RotatedKey, UpdateEvent};
 
@@ -103,7 +105,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 
 /// Parses a JSON object into `T`. JSON Schema counts `5.0` as an integer, so numbers with no
 /// fraction are taken as integers; any body that is not an object (an array would otherwise
-/// fill a struct's fields in order) is refused.
+/// fill a struct's fields in order) is refused, as is a nested `access` that is not one.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let invalid =
         |e: String| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"));
@@ -111,6 +113,13 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     if !value.is_object() {
         return Err(invalid("a JSON object is required".into()));
+    }
+    // Nested objects too: an array would fill their fields in order.
+    if value
+        .get("access")
+        .is_some_and(|a| !a.is_object() && !a.is_null())
+    {
+        return Err(invalid("access: a JSON object is required".into()));
     }
     integral(&mut value);
     serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
@@ -242,6 +251,8 @@ impl Modify for BearerAuth {
         crate::RenditionStatus,
         crate::EdgeViewers,
         types::InputName,
+        types::Access,
+        types::GeoUnknown,
         tokens::TokenView,
         tokens::CreateToken,
         tokens::CreatedToken,
@@ -311,6 +322,42 @@ fn edge_report<S: Store>(control: &Control<S>, body: &[u8]) -> Response {
     }
 }
 
+/// The internal paths are for edges: with `[access] cluster_secret` set, a request without it
+/// (`X-Weir-Cluster-Secret`) is refused with 401.
+async fn cluster_only<S: Store>(State(control): Ctl<S>, request: Request, next: Next) -> Response {
+    if let Some(secret) = &control.cluster_secret {
+        let presented = request
+            .headers()
+            .get(crate::CLUSTER_SECRET_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !secret.matches(presented) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "internal path: cluster secret required",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `GET /internal/v1/events/{id}/access`: the event's access options, for edges (cached by
+/// them for the `max-age`, 2 s). 404 for an unknown event.
+async fn event_access<S: Store>(
+    State(control): Ctl<S>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match control.registry.access_options(&id) {
+        Some(options) => (
+            [(header::CACHE_CONTROL, "public, max-age=2")],
+            Json(options),
+        )
+            .into_response(),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such admin route")
 }
@@ -356,16 +403,17 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         .layer(from_fn_with_state(control.clone(), authorize::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(control.clone());
-    let reports = control;
-    Router::new()
+    let internal = Router::new()
         .route(
             "/internal/v1/edge-reports",
-            post(move |body: Bytes| {
-                let control = reports.clone();
-                async move { edge_report(&control, &body) }
-            })
-            .layer(DefaultBodyLimit::max(1024 * 1024)),
+            post(|State(control): Ctl<S>, body: Bytes| async move { edge_report(&control, &body) })
+                .layer(DefaultBodyLimit::max(1024 * 1024)),
         )
+        .route("/internal/v1/events/{id}/access", get(event_access::<S>))
+        .layer(from_fn_with_state(control.clone(), cluster_only::<S>))
+        .with_state(control);
+    Router::new()
+        .merge(internal)
         .route(
             "/admin",
             get(|| async { axum::response::Redirect::permanent("/admin/") }),

@@ -6,6 +6,89 @@ use utoipa::{IntoParams, IntoResponses, ToSchema};
 use super::ErrorBody;
 use crate::db::EventRecord;
 
+/// Who may watch an event (enforced by every edge within about 2 s of a change). Every field
+/// is optional; an event without them is open to everyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// Require a signed token (`?token=`, minted with `weir token` or by a paywall with an
+    /// `[access] token_keys` secret) on every viewer URL. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_token: Option<bool>,
+    /// Only viewers in these countries (ISO 3166-1 alpha-2, e.g. `GB`) may watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = country_codes)]
+    pub geo_allow: Option<Vec<String>>,
+    /// Viewers in these countries may not watch (with `geo_allow` too: those it lists but
+    /// this does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = country_codes)]
+    pub geo_deny: Option<Vec<String>>,
+    /// Viewers whose country is unknown: default `deny` with `geo_allow`, `allow` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_unknown: Option<GeoUnknown>,
+    /// Viewers (address + user agent, seen in the last 30 s) per token at once, 1..=10000;
+    /// one more is answered 429. No limit by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10_000)]
+    pub max_viewers_per_token: Option<u32>,
+}
+
+/// The schema of a country list: null, or at most 300 ISO 3166-1 alpha-2 codes.
+fn country_codes() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z]{2}$")),
+        )
+        .max_items(Some(300))
+        .description(Some("ISO 3166-1 alpha-2 country codes, e.g. GB"))
+        .build()
+}
+
+/// What to do with viewers of unknown country.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GeoUnknown {
+    /// Admit them.
+    Allow,
+    /// Refuse them.
+    Deny,
+}
+
+impl From<Access> for weir_config::AccessOptions {
+    fn from(a: Access) -> Self {
+        weir_config::AccessOptions {
+            require_token: a.require_token,
+            geo_allow: a.geo_allow,
+            geo_deny: a.geo_deny,
+            geo_unknown: a.geo_unknown.map(|u| match u {
+                GeoUnknown::Allow => weir_config::GeoUnknown::Allow,
+                GeoUnknown::Deny => weir_config::GeoUnknown::Deny,
+            }),
+            max_viewers_per_token: a.max_viewers_per_token,
+        }
+    }
+}
+
+impl From<weir_config::AccessOptions> for Access {
+    fn from(a: weir_config::AccessOptions) -> Self {
+        Access {
+            require_token: a.require_token,
+            geo_allow: a.geo_allow,
+            geo_deny: a.geo_deny,
+            geo_unknown: a.geo_unknown.map(|u| match u {
+                weir_config::GeoUnknown::Allow => GeoUnknown::Allow,
+                weir_config::GeoUnknown::Deny => GeoUnknown::Deny,
+            }),
+            max_viewers_per_token: a.max_viewers_per_token,
+        }
+    }
+}
+
 /// An event as the API shows it. Stream keys are never shown after they are made.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct EventView {
@@ -31,6 +114,8 @@ pub struct EventView {
     pub failback_after_ms: u64,
     /// Segments in each live media playlist, when the event sets its own (else the server's).
     pub window_segments: Option<usize>,
+    /// Who may watch.
+    pub access: Access,
     /// Whether a publisher is connected.
     pub live: bool,
     /// Whether the event has been ended (`POST .../end`): its playlists carry
@@ -59,6 +144,7 @@ impl EventView {
             failover_after_ms: o.failover_after_ms.unwrap_or(1_000),
             failback_after_ms: o.failback_after_ms.unwrap_or(10_000),
             window_segments: o.window_segments,
+            access: o.access.clone().map(Access::from).unwrap_or_default(),
             live,
             ended,
             playback_path: format!("/live/{}/master.m3u8", record.id),
@@ -131,6 +217,9 @@ pub struct CreateEvent {
     #[serde(default)]
     #[schema(minimum = 3, maximum = 1_000)]
     pub window_segments: Option<usize>,
+    /// Who may watch (default: everyone).
+    #[serde(default)]
+    pub access: Option<Access>,
 }
 
 /// The answer to `POST /admin/v1/events`: the event, and its stream keys, shown this once.
@@ -186,6 +275,10 @@ pub struct UpdateEvent {
     #[serde(default)]
     #[schema(minimum = 3, maximum = 1_000)]
     pub window_segments: Option<usize>,
+    /// Who may watch: replaces the event's access settings as a whole (`{}` opens it to
+    /// everyone); applies at every edge within about 2 s.
+    #[serde(default)]
+    pub access: Option<Access>,
 }
 
 /// Which of an event's stream keys.

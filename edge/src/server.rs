@@ -1,23 +1,31 @@
-//! The edge's request path: route, cache key, lookup/coalesce, upstream, response.
+//! The edge's request path, phase by phase (the crate docs list them): this module runs them
+//! in order and turns their errors into answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, AGE, CACHE_CONTROL,
-    CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL,
+    CONTENT_LENGTH,
 };
 use http::{Method, StatusCode, Uri};
 use tokio::net::TcpListener;
+use weir_config::AccessSettings;
 use weir_origin::{preflight, Directives, Route};
 
+use crate::access::{Access, Denial, Request};
 use crate::audience::{report_loop, Audience};
-use crate::coalesce::{Cached, Coalescer, FetchRole};
+use crate::cache_key::cache_key;
+use crate::client_addr::client_ip;
+use crate::coalesce::{Coalescer, FetchRole};
 use crate::follow::Followers;
+use crate::geo::Geo;
+use crate::policy::Policies;
+use crate::response::response;
+use crate::sharing::TokenSharing;
 use crate::upstream::Upstream;
 
 /// The edge's settings.
@@ -37,6 +45,9 @@ pub struct EdgeConfig {
     pub cors_allow_origin: String,
     /// This edge's name in its reports to the upstream (viewers, cache hits per event).
     pub id: String,
+    /// Viewer access: token keys, trusted proxies, the GeoIP database, the cluster secret
+    /// sent upstream on internal paths.
+    pub access: AccessSettings,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -62,6 +73,10 @@ pub enum EdgeError {
     /// The upstream URL could not be formed: 502.
     #[error("bad upstream address")]
     BadUpstream,
+    /// The viewer is refused by the event's access policy: 403 (429 for too many viewers
+    /// of one token), the body naming the reason and nothing more.
+    #[error("forbidden: {0}")]
+    Denied(Denial),
 }
 
 impl EdgeError {
@@ -82,6 +97,8 @@ impl IntoResponse for EdgeError {
             EdgeError::BadRequest => StatusCode::BAD_REQUEST,
             EdgeError::UpstreamUnreachable | EdgeError::BadUpstream => StatusCode::BAD_GATEWAY,
             EdgeError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::Denied(Denial::Sharing) => StatusCode::TOO_MANY_REQUESTS,
+            EdgeError::Denied(_) => StatusCode::FORBIDDEN,
         };
         let mut r = (status, format!("{self}\n")).into_response();
         r.headers_mut()
@@ -94,6 +111,7 @@ struct EdgeState {
     coalescer: Arc<Coalescer>,
     followers: Arc<Followers>,
     audience: Arc<Audience>,
+    access: Access,
     config: EdgeConfig,
     cors: HeaderValue,
 }
@@ -101,19 +119,32 @@ struct EdgeState {
 /// Serves the edge on `listener` until the future is dropped.
 ///
 /// # Errors
-/// The listener's accept loop failed.
+/// The GeoIP database cannot be read (`InvalidInput`), or the listener's accept loop failed.
 pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result<()> {
-    let upstream = Upstream::new(config.upstream.clone(), config.upstream_timeout);
+    let geo = Geo::open(config.access.geoip_database.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let upstream = Upstream::new(
+        config.upstream.clone(),
+        config.upstream_timeout,
+        config.access.cluster_secret.clone(),
+    );
     let audience = Arc::new(Audience::default());
     tokio::spawn(report_loop(
         audience.clone(),
         config.upstream.clone(),
         config.id.clone(),
+        config.access.cluster_secret.clone(),
     ));
     let state = Arc::new(EdgeState {
         coalescer: Arc::new(Coalescer::new(config.cache_capacity_bytes, upstream)),
         followers: Arc::new(Followers::new()),
         audience,
+        access: Access {
+            geo,
+            token_keys: config.access.token_keys.clone(),
+            policies: Policies::default(),
+            sharing: TokenSharing::default(),
+        },
         cors: HeaderValue::from_str(&config.cors_allow_origin)
             .unwrap_or(HeaderValue::from_static("*")),
         config,
@@ -133,13 +164,14 @@ async fn handle(
     headers: http::HeaderMap,
     uri: Uri,
 ) -> Response {
+    // Phase 1: the client address.
     let viewer = Viewer {
-        ip: peer.ip(),
+        ip: client_ip(peer.ip(), &headers, &state.config.access.trusted_proxies),
         user_agent: headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     };
-    let mut response = match respond(&state, &method, &uri, &viewer).await {
+    let mut response = match respond(&state, &method, &uri, &headers, &viewer).await {
         Ok(r) => r,
         Err(e) => {
             if e.is_retryable() {
@@ -158,7 +190,39 @@ async fn handle(
     response
 }
 
-/// Who asked (the client address phase: the socket peer).
+/// An event's access policy for an edge in front of this one (a shield tier): from this
+/// edge's cache, so the tier adds no origin requests. With a cluster secret configured, only
+/// to requests that carry it.
+async fn policy_for_edge(
+    state: &EdgeState,
+    event: &str,
+    headers: &http::HeaderMap,
+) -> Result<Response, EdgeError> {
+    if let Some(secret) = &state.config.access.cluster_secret {
+        let presented = headers
+            .get(crate::CLUSTER_SECRET_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !secret.matches(presented) {
+            return Err(EdgeError::NotFound);
+        }
+    }
+    let event = weir_origin::EventId::parse(event).ok_or(EdgeError::NotFound)?;
+    let path = crate::policy::policy_path(event.as_str());
+    let (outcome, role) = state
+        .coalescer
+        .fetch(&path, &path, state.config.upstream_timeout)
+        .await;
+    let status = if role == FetchRole::Hit {
+        "HIT"
+    } else {
+        "MISS"
+    };
+    let cached = outcome?;
+    Ok(response(&cached, status, false, None))
+}
+
+/// Who asked (phase 1's answer).
 struct Viewer<'a> {
     ip: std::net::IpAddr,
     user_agent: Option<&'a str>,
@@ -168,6 +232,7 @@ async fn respond(
     state: &EdgeState,
     method: &Method,
     uri: &Uri,
+    headers: &http::HeaderMap,
     viewer: &Viewer<'_>,
 ) -> Result<Response, EdgeError> {
     if method == Method::OPTIONS {
@@ -176,30 +241,36 @@ async fn respond(
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
-    // Route phase: junk never reaches the upstream.
+    if let Some(event) = uri
+        .path()
+        .strip_prefix("/internal/v1/events/")
+        .and_then(|rest| rest.strip_suffix("/access"))
+    {
+        return policy_for_edge(state, event, headers).await;
+    }
+    // Is this a path we serve: junk never reaches the upstream.
     let route = Route::parse(uri.path()).ok_or(EdgeError::NotFound)?;
-    // Cache key phase: the path, plus the normalized delivery directives for a media
-    // playlist; no other query parameter changes the answer.
-    let (key, directives) = match route {
-        Route::MediaPlaylist(..) => {
-            let d = Directives::parse(uri.query()).map_err(|_| EdgeError::BadRequest)?;
-            let q = d.canonical_query();
-            let key = if q.is_empty() {
-                uri.path().to_string()
-            } else {
-                format!("{}?{q}", uri.path())
-            };
-            (key, Some(d))
-        }
-        _ => (uri.path().to_string(), None),
+    // Phases 2 and 3: geo and token, under the event's policy.
+    let request = Request {
+        event: route.event().as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        client: viewer.ip,
+        user_agent: viewer.user_agent,
     };
+    let token = state
+        .access
+        .check(&request, &state.coalescer, state.config.upstream_timeout)
+        .await?;
+    // Phase 4: the cache key.
+    let (key, directives) = cache_key(&route, uri)?;
     let blocking = directives.is_some_and(|d| d.blocking());
     let timeout = if blocking {
         state.config.blocking_timeout
     } else {
         state.config.upstream_timeout
     };
-    // Lookup/coalesce and upstream phases.
+    // Phases 5 and 6: lookup/coalesce and upstream.
     let (outcome, role) = state.coalescer.fetch(&key, &key, timeout).await;
     let cached = outcome?;
     let status = match role {
@@ -209,10 +280,6 @@ async fn respond(
     };
     metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => status)
         .increment(1);
-    if method != Method::HEAD {
-        metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind())
-            .increment(cached.fetched.body.len() as u64);
-    }
     state.audience.record(
         route.event().as_str(),
         viewer.ip,
@@ -225,31 +292,21 @@ async fn respond(
             .followers
             .touch(&key, &state.coalescer, state.config.blocking_timeout);
     }
-    Ok(response(&cached, status, method == Method::HEAD))
-}
-
-fn response(cached: &Cached, cache_status: &'static str, head: bool) -> Response {
-    let f = &cached.fetched;
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(f.body.clone())
-    };
-    let mut r = Response::new(body);
-    *r.status_mut() = f.status;
-    let h = r.headers_mut();
-    if let Some(v) = &f.content_type {
-        h.insert(CONTENT_TYPE, v.clone());
-    }
-    if let Some(v) = &f.cache_control {
-        h.insert(CACHE_CONTROL, v.clone());
-    }
-    h.insert(CONTENT_LENGTH, HeaderValue::from(f.body.len()));
-    let age = f.age + cached.fetched_at.elapsed().as_secs();
-    h.insert(AGE, HeaderValue::from(age));
-    h.insert(
-        "x-cache",
-        HeaderValue::from_static(if cache_status == "HIT" { "HIT" } else { "MISS" }),
+    // Phase 7: the response (with the viewer's token in a playlist's URIs).
+    let playlist = matches!(route, Route::Master(_) | Route::MediaPlaylist(..));
+    let r = response(
+        &cached,
+        status,
+        method == Method::HEAD,
+        token.filter(|_| playlist),
     );
-    r
+    if method != Method::HEAD {
+        let sent = r
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind()).increment(sent);
+    }
+    Ok(r)
 }
