@@ -230,7 +230,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 tokio::select! {
-                    r = run_edge(listener, &c, upstream.trim_end_matches('/').to_string()) => r,
+                    r = run_edge(listener, &c, upstream.trim_end_matches('/').to_string(), None) => r,
                     r = metrics_task => r,
                 }
             }
@@ -264,7 +264,14 @@ async fn serve_metrics(listener: TcpListener) -> anyhow::Result<()> {
     axum::serve(listener, app).await.context("metrics server")
 }
 
-async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow::Result<()> {
+/// Runs an edge; `key_secret` is the secret for content keys when it is not the configured
+/// cluster secret (the in-process edge of `weir serve`).
+async fn run_edge(
+    listener: TcpListener,
+    c: &Config,
+    upstream: String,
+    key_secret: Option<weir_config::ClusterSecret>,
+) -> anyhow::Result<()> {
     let config = weir_edge::EdgeConfig {
         upstream,
         cache_capacity_bytes: c.edge.cache_capacity_bytes,
@@ -273,6 +280,7 @@ async fn run_edge(listener: TcpListener, c: &Config, upstream: String) -> anyhow
         cors_allow_origin: c.edge.cors_allow_origin.clone(),
         id: c.edge.id.clone(),
         access: c.access.clone(),
+        key_secret,
     };
     weir_edge::serve(listener, config)
         .await
@@ -336,6 +344,8 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         };
         format!("http://{host}:{}", origin_addr.port())
     });
+    // The in-process edge has the secret for content keys, configured or made for this run.
+    let key_secret = control.internal_secret();
     let srt_addr = srt.as_ref().map(|s| s.local_addr()).transpose()?;
     let srt_ready = srt_addr.map(|a| format!(" srt={a}")).unwrap_or_default();
     println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}{srt_ready}");
@@ -360,7 +370,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         () = weir_ingest::serve_rtmp(rtmp, directory, ingest_config) => Ok(()),
         r = srt_task => r.context("srt listener"),
         r = weir_origin::serve(origin, store, origin_config, Some(render), weir_control::admin_router(control)) => r.context("origin server"),
-        r = run_edge(edge, &c, upstream) => r,
+        r = run_edge(edge, &c, upstream, Some(key_secret)) => r,
         r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }
     }
 }

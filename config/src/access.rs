@@ -35,6 +35,11 @@ pub struct AccessSettings {
     /// (the origin listens on loopback by default) and content keys are only handed to the
     /// edge in the same process.
     pub cluster_secret: Option<ClusterSecret>,
+    /// Wraps the content keys the key store writes to disk (AES-256-GCM); from
+    /// `key_encryption_key` or the `WEIR_KEY_ENCRYPTION_KEY` environment variable, 64 hex
+    /// digits. None by default: a random one per run (keys on disk are then unreadable after
+    /// a restart, which only matters for segments kept past it).
+    pub key_encryption_key: Option<crate::KeyEncryptionKeyBytes>,
 }
 
 impl AccessSettings {
@@ -139,6 +144,7 @@ pub(crate) struct RawAccess {
     trusted_proxies: Vec<String>,
     geoip_database: Option<String>,
     cluster_secret: Option<String>,
+    key_encryption_key: Option<String>,
 }
 
 impl RawAccess {
@@ -161,11 +167,18 @@ impl RawAccess {
             .filter(|s| !s.is_empty())
             .map(|s| ClusterSecret::new(&s))
             .transpose()?;
+        let key_encryption_key = self
+            .key_encryption_key
+            .or_else(|| std::env::var("WEIR_KEY_ENCRYPTION_KEY").ok())
+            .filter(|s| !s.is_empty())
+            .map(|s| crate::KeyEncryptionKeyBytes::from_hex(&s))
+            .transpose()?;
         Ok(AccessSettings {
             token_keys,
             trusted_proxies,
             geoip_database: self.geoip_database.map(PathBuf::from),
             cluster_secret,
+            key_encryption_key,
         })
     }
 }

@@ -116,6 +116,12 @@ pub struct EventOptions {
     /// Viewer access: tokens, geo, viewers per token (default: open to everyone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessOptions>,
+    /// `"none"` (default) or `"aes-128"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// A new content key every this many segments; 0 = never; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rotation_segments: Option<u32>,
 }
 
 impl fmt::Debug for EventOptions {
@@ -132,6 +138,8 @@ impl fmt::Debug for EventOptions {
             .field("failback_after_ms", &self.failback_after_ms)
             .field("window_segments", &self.window_segments)
             .field("access", &self.access)
+            .field("encryption", &self.encryption)
+            .field("key_rotation_segments", &self.key_rotation_segments)
             .finish()
     }
 }
@@ -165,6 +173,8 @@ pub struct EventSettings {
     pub window_segments: Option<std::num::NonZeroUsize>,
     /// Who may watch: tokens, geo, viewers per token (enforced by edges).
     pub access: AccessPolicy,
+    /// How its segments and parts are encrypted.
+    pub encryption: crate::Encryption,
     /// The options as written, from which the fields above were validated (what the admin
     /// API stores and shows).
     pub options: EventOptions,
@@ -213,6 +223,10 @@ pub(crate) struct RawEvent {
     pub(crate) window_segments: Option<usize>,
     #[serde(default)]
     pub(crate) access: Option<AccessOptions>,
+    #[serde(default)]
+    pub(crate) encryption: Option<String>,
+    #[serde(default)]
+    pub(crate) key_rotation_segments: Option<u32>,
 }
 
 impl RawEvent {
@@ -226,6 +240,8 @@ impl RawEvent {
             failback_after_ms: self.failback_after_ms,
             window_segments: self.window_segments,
             access: self.access.clone(),
+            encryption: self.encryption.clone(),
+            key_rotation_segments: self.key_rotation_segments,
         }
     }
 
@@ -243,6 +259,8 @@ impl RawEvent {
             max_ingest_kbps: None,
             window_segments: None,
             access: None,
+            encryption: None,
+            key_rotation_segments: None,
         }
     }
 }
@@ -317,6 +335,11 @@ pub fn validate_event(
         None => None,
     };
     let access = AccessPolicy::validate(id, &options.access.clone().unwrap_or_default())?;
+    let encryption = crate::Encryption::validate(
+        id,
+        options.encryption.as_deref(),
+        options.key_rotation_segments,
+    )?;
     let defaults = FailoverSettings::default();
     let failover = FailoverSettings {
         failover_after: match options.failover_after_ms {
@@ -339,6 +362,7 @@ pub fn validate_event(
         low_latency: options.low_latency.unwrap_or(true),
         window_segments,
         access,
+        encryption,
         options: options.clone(),
     })
 }

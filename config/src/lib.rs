@@ -15,6 +15,7 @@
 mod access;
 mod control;
 mod digest;
+mod encryption;
 mod event;
 mod ladder;
 mod srt;
@@ -33,6 +34,7 @@ pub use access::{
     GeoUnknown, TokenKey,
 };
 pub use control::{AdminToken, ControlSettings, HookSecret, HookSettings};
+pub use encryption::{Encryption, KeyEncryptionKeyBytes, DEFAULT_KEY_ROTATION_SEGMENTS};
 pub use event::{
     check_event_id, check_stream_key, validate_event, EventOptions, EventSettings,
     FailoverSettings, StreamKey,

@@ -55,6 +55,11 @@ pub struct Control<S: Store> {
     edge_reports: audience::EdgeReports,
     /// What edges must send on internal paths, if set.
     cluster_secret: Option<weir_config::ClusterSecret>,
+    /// What edges must send for content keys: the cluster secret, or one made for this run
+    /// (then only the edge in this process has it).
+    key_secret: weir_config::ClusterSecret,
+    /// The content keys of encrypted events.
+    keys: Arc<weir_drm::KeyStore>,
 }
 
 /// The header that carries the cluster secret on edges' internal requests.
@@ -101,7 +106,30 @@ fn database_url(config: &Config, base: &Path) -> anyhow::Result<(String, String)
     Ok((format!("sqlite://{shown}?mode=rwc"), shown))
 }
 
+/// The content key store: `{data_dir}/keys`, keys wrapped with the configured key-encryption
+/// key (or one made for this run).
+fn key_store(config: &Config, base: &Path) -> anyhow::Result<weir_drm::KeyStore> {
+    let kek = match &config.access.key_encryption_key {
+        Some(k) => weir_drm::KeyEncryptionKey::from_bytes(k.0),
+        None => weir_drm::KeyEncryptionKey::generate(),
+    };
+    let dir = base.join(&config.control.data_dir).join("keys");
+    weir_drm::KeyStore::open(&dir, kek)
+        .with_context(|| format!("opening the key store {}", dir.display()))
+}
+
 impl<S: Store> Control<S> {
+    /// The secret the edge of this process sends for content keys (and, when configured,
+    /// on every internal path).
+    pub fn internal_secret(&self) -> weir_config::ClusterSecret {
+        self.key_secret.clone()
+    }
+
+    /// The content key store.
+    pub fn key_store(&self) -> &weir_drm::KeyStore {
+        &self.keys
+    }
+
     /// Tells the control plane where publishers connect over RTMP (the bound port and the
     /// application), so the API can hand out publish URLs. Only the first call counts.
     pub fn set_rtmp_endpoint(&self, port: u16, app: &str) {
@@ -126,7 +154,13 @@ impl<S: Store> Control<S> {
             }
         }
         let hooks = Arc::new(hooks::Hooks::start(config.control.hooks.clone()));
-        let registry = Arc::new(Registry::new(config.packager.clone(), store, hooks));
+        let keys = Arc::new(key_store(config, base)?);
+        let registry = Arc::new(Registry::new(
+            config.packager.clone(),
+            store,
+            hooks,
+            keys.clone(),
+        ));
         for record in db.list().await? {
             let settings = record
                 .settings(&config.ladders)
@@ -178,6 +212,16 @@ impl<S: Store> Control<S> {
             rtmp: std::sync::OnceLock::new(),
             edge_reports: audience::EdgeReports::default(),
             cluster_secret: config.access.cluster_secret.clone(),
+            key_secret: match &config.access.cluster_secret {
+                Some(s) => s.clone(),
+                None => {
+                    let mut bytes = [0u8; 24];
+                    getrandom::fill(&mut bytes)
+                        .map_err(|e| anyhow::anyhow!("making a cluster secret: {e}"))?;
+                    weir_config::ClusterSecret::new(&hex::encode(bytes))?
+                }
+            },
+            keys,
         });
         Ok(Opened {
             control,

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
-use weir_config::{EventSettings, LadderSettings, PackagerSettings, StreamKey};
+use weir_config::{Encryption, EventSettings, LadderSettings, PackagerSettings, StreamKey};
+use weir_drm::{Aes128Encryption, KeyProvider, RotationSchedule};
 use weir_ingest::{
     Admission, Departure, EventDirectory, FailoverPolicy, InputRole, InputSelector, PublishRequest,
     PublishSession, Rejection, Route, Switch, SwitchReason,
@@ -42,6 +43,8 @@ pub struct Registry<S: Store> {
     packager: PackagerSettings,
     store: Arc<S>,
     hooks: Arc<Hooks>,
+    /// Where encrypted events keep their content keys.
+    keys: Arc<dyn KeyProvider>,
 }
 
 impl<S: Store> std::fmt::Debug for Registry<S> {
@@ -91,12 +94,18 @@ fn lock_inputs<S: Store>(inputs: &Mutex<Inputs<S>>) -> MutexGuard<'_, Inputs<S>>
 
 impl<S: Store> Registry<S> {
     /// An empty registry whose events package with `packager` into `store`, telling `hooks`.
-    pub(crate) fn new(packager: PackagerSettings, store: Arc<S>, hooks: Arc<Hooks>) -> Registry<S> {
+    pub(crate) fn new(
+        packager: PackagerSettings,
+        store: Arc<S>,
+        hooks: Arc<Hooks>,
+        keys: Arc<dyn KeyProvider>,
+    ) -> Registry<S> {
         Registry {
             events: RwLock::new(HashMap::new()),
             packager,
             store,
             hooks,
+            keys,
         }
     }
 
@@ -109,6 +118,16 @@ impl<S: Store> Registry<S> {
         let started_ms = unix_ms(SystemTime::now());
         // weir's encoder places every keyframe when no rendition is the source's.
         let encoded = settings.ladder.video.iter().all(|v| v.encoding.is_some());
+        let first_msn = MediaSequence::from_unix_millis(started_ms);
+        let encryption: Option<Arc<dyn weir_packager::SegmentEncryption>> =
+            match settings.encryption {
+                Encryption::None => None,
+                Encryption::Aes128 { rotate_every } => Some(Arc::new(Aes128Encryption::new(
+                    &settings.id,
+                    RotationSchedule::new(first_msn.0, rotate_every),
+                    self.keys.clone(),
+                ))),
+            };
         Packager::new(PackagerConfig {
             target_duration: self.packager.segment_target,
             target_duration_policy: if encoded {
@@ -121,7 +140,8 @@ impl<S: Store> Registry<S> {
             window_segments: settings
                 .window_segments
                 .unwrap_or(self.packager.window_segments),
-            first_msn: MediaSequence::from_unix_millis(started_ms),
+            first_msn,
+            encryption,
         })
     }
 
@@ -144,6 +164,7 @@ impl<S: Store> Registry<S> {
             let mut current = event.settings.write().unwrap_or_else(|e| e.into_inner());
             if current.low_latency != settings.low_latency
                 || current.window_segments != settings.window_segments
+                || current.encryption != settings.encryption
             {
                 if inputs.connected.iter().any(Option::is_some) {
                     return Err(RegistryError::Live);
@@ -211,6 +232,7 @@ impl<S: Store> Registry<S> {
         match removed {
             Some(event) => {
                 event.end();
+                self.keys.forget(id);
                 true
             }
             None => false,

@@ -46,8 +46,11 @@ pub struct EdgeConfig {
     /// This edge's name in its reports to the upstream (viewers, cache hits per event).
     pub id: String,
     /// Viewer access: token keys, trusted proxies, the GeoIP database, the cluster secret
-    /// sent upstream on internal paths.
+    /// (sent upstream on internal paths, and required from edges in front of this one).
     pub access: AccessSettings,
+    /// The secret sent for content keys when it is not the cluster secret: the one the
+    /// origin of the same `weir serve` made for its own edge when none is configured.
+    pub key_secret: Option<weir_config::ClusterSecret>,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -127,6 +130,10 @@ pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result
         config.upstream.clone(),
         config.upstream_timeout,
         config.access.cluster_secret.clone(),
+        config
+            .key_secret
+            .clone()
+            .or(config.access.cluster_secret.clone()),
     );
     let audience = Arc::new(Audience::default());
     tokio::spawn(report_loop(
@@ -222,6 +229,46 @@ async fn policy_for_edge(
     Ok(response(&cached, status, false, None))
 }
 
+/// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
+/// internal path (with the cluster secret), coalesced but never stored, and answered
+/// `Cache-Control: private, no-store` so that no cache on the way keeps it either.
+async fn content_key(state: &EdgeState, event: &str, id: &str) -> Result<Response, EdgeError> {
+    let path = format!("/internal/v1/keys/{event}/{id}");
+    let (outcome, role) = state
+        .coalescer
+        .fetch(&path, &path, state.config.upstream_timeout)
+        .await;
+    let cached = outcome?;
+    let status = if role == FetchRole::Joined {
+        "COALESCED"
+    } else {
+        "MISS"
+    };
+    metrics::counter!("weir_edge_requests_total", "kind" => "key", "cache_status" => status)
+        .increment(1);
+    match cached.fetched.status {
+        StatusCode::OK if cached.fetched.body.len() == 16 => {
+            let mut r = response(&cached, "MISS", false, None);
+            let h = r.headers_mut();
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            Ok(r)
+        }
+        StatusCode::NOT_FOUND => Err(EdgeError::NotFound),
+        other => {
+            tracing::warn!(
+                event,
+                status = other.as_u16(),
+                "the upstream refused a content key (is [access] cluster_secret the same on both?)"
+            );
+            Err(EdgeError::UpstreamUnreachable)
+        }
+    }
+}
+
 /// Who asked (phase 1's answer).
 struct Viewer<'a> {
     ip: std::net::IpAddr,
@@ -262,6 +309,9 @@ async fn respond(
         .access
         .check(&request, &state.coalescer, state.config.upstream_timeout)
         .await?;
+    if let Route::Key(event, id) = &route {
+        return content_key(state, event.as_str(), id).await;
+    }
     // Phase 4: the cache key.
     let (key, directives) = cache_key(&route, uri)?;
     let blocking = directives.is_some_and(|d| d.blocking());

@@ -57,6 +57,8 @@ pub(crate) struct Upstream {
     client: Client<HttpConnector, Empty<Bytes>>,
     /// Sent on internal paths (`/internal/...`) only.
     cluster_secret: Option<HeaderValue>,
+    /// Sent for content keys (`/internal/v1/keys/...`).
+    key_secret: Option<HeaderValue>,
 }
 
 impl Upstream {
@@ -65,6 +67,7 @@ impl Upstream {
         base: String,
         connect_timeout: Duration,
         cluster_secret: Option<weir_config::ClusterSecret>,
+        key_secret: Option<weir_config::ClusterSecret>,
     ) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -72,11 +75,14 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let cluster_secret = cluster_secret.and_then(|s| HeaderValue::from_str(s.expose()).ok());
+        let header = |s: Option<weir_config::ClusterSecret>| {
+            s.and_then(|s| HeaderValue::from_str(s.expose()).ok())
+        };
         Upstream {
             base,
             client,
-            cluster_secret,
+            cluster_secret: header(cluster_secret),
+            key_secret: header(key_secret),
         }
     }
 
@@ -91,10 +97,15 @@ impl Upstream {
             .parse()
             .map_err(|_| EdgeError::BadUpstream)?;
         let mut request = http::Request::get(uri);
-        if let Some(secret) = &self.cluster_secret {
-            if path_and_query.starts_with("/internal/") {
-                request = request.header(crate::CLUSTER_SECRET_HEADER, secret.clone());
-            }
+        let secret = if path_and_query.starts_with("/internal/v1/keys/") {
+            self.key_secret.as_ref()
+        } else if path_and_query.starts_with("/internal/") {
+            self.cluster_secret.as_ref()
+        } else {
+            None
+        };
+        if let Some(secret) = secret {
+            request = request.header(crate::CLUSTER_SECRET_HEADER, secret.clone());
         }
         let request = request
             .body(Empty::new())

@@ -43,6 +43,9 @@ pub enum Route {
     Segment(EventId, RenditionId, SessionId, MediaSequence),
     /// `/live/{event}/{rendition}/{session}/{msn}.{part}.m4s`: an LL-HLS partial segment.
     Part(EventId, RenditionId, SessionId, MediaSequence, PartIndex),
+    /// `/keys/{event}/{key_id}`: an AES-128 content key (key id: 1-32 of `[0-9a-z]`),
+    /// served by edges to authorized viewers only, never by the origin's public paths.
+    Key(EventId, Box<str>),
 }
 
 /// A decimal number of at most `max_digits` digits, no sign, no leading `+`.
@@ -57,6 +60,17 @@ impl Route {
     /// Parses a request path (without query). `None` for anything else, including any path
     /// with `..`, empty or encoded components.
     pub fn parse(path: &str) -> Option<Route> {
+        if let Some(rest) = path.strip_prefix("/keys/") {
+            let (event, id) = rest.split_once('/')?;
+            let id_ok = !id.is_empty()
+                && id.len() <= 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+            return id_ok
+                .then(|| Some(Route::Key(EventId::parse(event)?, id.into())))
+                .flatten();
+        }
         let rest = path.strip_prefix("/live/")?;
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
@@ -105,6 +119,7 @@ impl Route {
             Route::InitSegment(..) => "init",
             Route::Segment(..) => "segment",
             Route::Part(..) => "part",
+            Route::Key(..) => "key",
         }
     }
 
@@ -115,7 +130,8 @@ impl Route {
             | Route::MediaPlaylist(e, _)
             | Route::InitSegment(e, ..)
             | Route::Segment(e, ..)
-            | Route::Part(e, ..) => e,
+            | Route::Part(e, ..)
+            | Route::Key(e, _) => e,
         }
     }
 }
@@ -156,7 +172,18 @@ mod tests {
                 PartIndex(3)
             ))
         );
+        assert_eq!(
+            Route::parse("/keys/demo/0a1b2c3d4e5f6789"),
+            Some(Route::Key(
+                EventId::parse("demo").unwrap(),
+                "0a1b2c3d4e5f6789".into()
+            ))
+        );
         for bad in [
+            "/keys/demo/",
+            "/keys/demo/A1",
+            "/keys/demo/a/b",
+            "/keys/../x",
             "/live/../../etc/passwd",
             "/live/demo/../../etc/passwd",
             "/live/demo/source/abc1/..m4s",

@@ -110,7 +110,7 @@ impl Store for MemoryStore {
         };
         match route {
             Route::Master(_) => e.master.clone(),
-            Route::MediaPlaylist(..) => None,
+            Route::MediaPlaylist(..) | Route::Key(..) => None,
             Route::InitSegment(_, r, s) => media(
                 e.inits.get(&(r.clone(), s.clone())),
                 ObjectKind::InitSegment,

@@ -23,8 +23,8 @@ pub enum Artifact {
         data: Bytes,
     },
     /// `{rendition}/{session}/{msn}.{part}.m4s`: one CMAF chunk (`moof`+`mdat`), an LL-HLS
-    /// partial segment (RFC 8216bis §4.4.4.9). Its segment's bytes are its parts' bytes in
-    /// order.
+    /// partial segment (RFC 8216bis §4.4.4.9). In the clear, its segment's bytes are its
+    /// parts' bytes in order; encrypted, each part and segment is encrypted on its own.
     Part {
         /// The rendition it belongs to.
         rendition: RenditionId,

@@ -35,6 +35,7 @@
 mod artifact;
 mod clock;
 mod cut;
+mod encryption;
 mod fmp4;
 mod ids;
 mod master;
@@ -50,6 +51,7 @@ mod track;
 
 // The public interface.
 pub use artifact::{Artifact, PlaylistUpdate};
+pub use encryption::{SegmentEncryption, SegmentKey};
 pub use ids::{MediaSequence, PartIndex, RenditionId, SessionId};
 pub use packager::{Packager, PackagerConfig, PackagerStats};
 pub use playlist::{Expired, PartRef};

@@ -75,6 +75,7 @@ impl Packager {
             publication: Publication::new(
                 config.window_segments.get(),
                 config.low_latency.then_some(config.part_target),
+                config.encryption.clone(),
             ),
             next_msn: config.first_msn,
             timeline_end: EventTime::default(),

@@ -517,3 +517,70 @@ proptest! {
         }
     }
 }
+
+/// A fake cipher: appends `|k{period}` (period = msn / 2) to what it encrypts, and records
+/// what it was told to release.
+#[derive(Debug, Default)]
+struct Marking {
+    released: std::sync::Mutex<Vec<u64>>,
+}
+
+impl crate::SegmentEncryption for Marking {
+    fn key(&self, msn: MediaSequence) -> crate::SegmentKey {
+        crate::SegmentKey::new(format!("/k/{}", msn.0 / 2).into(), [0; 16], [0; 16])
+    }
+    fn encrypt(&self, key: &crate::SegmentKey, plain: &[u8]) -> bytes::Bytes {
+        let period = key.uri().rsplit('/').next().unwrap();
+        [plain, format!("|k{period}").as_bytes()].concat().into()
+    }
+    fn release_through(&self, msn: MediaSequence) {
+        self.released.lock().unwrap().push(msn.0);
+    }
+}
+
+#[test]
+fn encrypted_segments_and_parts_name_their_key_and_keys_go_with_their_segments() {
+    let marking = std::sync::Arc::new(Marking::default());
+    let mut h = Harness::new(PackagerConfig {
+        window_segments: NonZeroUsize::new(3).unwrap(),
+        encryption: Some(marking.clone()),
+        ..PackagerConfig::default()
+    });
+    Source::default().run(&mut h, "a", 40.0, 0);
+    // Every segment and part is encrypted on its own with its segment's key.
+    let objects: Vec<(&String, &bytes::Bytes)> = h
+        .store
+        .iter()
+        .filter(|(k, _)| k.ends_with(".m4s"))
+        .collect();
+    assert!(objects.len() > 20);
+    for (name, data) in objects {
+        let msn = msn_of(name);
+        let mark = format!("|k{}", msn / 2);
+        assert!(data.ends_with(mark.as_bytes()), "{name}");
+    }
+    // Every playlist names each segment's key (and none over an init segment: parse checks).
+    for versions in h.playlists.values() {
+        for p in versions {
+            for s in &p.segments {
+                let want = format!("/k/{}", msn_of(&s.uri) / 2);
+                assert_eq!(s.key.as_deref(), Some(want.as_str()), "{}", s.uri);
+            }
+        }
+    }
+    // Keys leave only once every rendition has let go of their segments, never while one is
+    // listed.
+    let released = marking.released.lock().unwrap().clone();
+    assert!(
+        !released.is_empty(),
+        "keys are released as the window slides"
+    );
+    assert!(released.windows(2).all(|w| w[0] <= w[1]));
+    for rendition in ["source", "audio"] {
+        let first = h.last(rendition).media_sequence;
+        assert!(
+            *released.last().unwrap() < first,
+            "{rendition}: {released:?} vs {first}"
+        );
+    }
+}

@@ -29,6 +29,8 @@ pub(crate) struct SegmentHead {
     pub(crate) program_date_time: SystemTime,
     /// Whether `EXT-X-DISCONTINUITY` precedes it (the first segment of a later session).
     pub(crate) discontinuity: bool,
+    /// The key it (and its parts) are encrypted with, if the event encrypts.
+    pub(crate) key: Option<crate::SegmentKey>,
 }
 
 /// One segment as listed in a media playlist.

@@ -17,6 +17,7 @@ fn head(msn: u64, s: &str, discontinuity: bool) -> SegmentHead {
         init: session(s),
         program_date_time: t0() + Duration::from_secs(msn * 2),
         discontinuity,
+        key: None,
     }
 }
 
@@ -33,6 +34,7 @@ fn entry(msn: u64, s: &str, secs: f64, discontinuity: bool) -> SegmentEntry {
 
 fn render(p: &MediaPlaylist, td: u64) -> String {
     let ctx = RenderContext {
+        encryption: None,
         target_duration: td,
         part_target: None,
         reports: &[],
@@ -128,6 +130,7 @@ fn parts_are_listed_near_the_live_edge_then_expire() {
         );
     }
     let ctx = RenderContext {
+        encryption: None,
         target_duration: 2,
         part_target: Some(Duration::from_millis(500)),
         reports: &[(
@@ -169,4 +172,88 @@ fn parts_are_listed_near_the_live_edge_then_expire() {
     assert_eq!(parts_of(&later, 7), 0);
     p.end_session();
     assert_eq!(p.hint(), None);
+}
+
+use crate::SegmentEncryption as _;
+
+/// Keys named `/k/{period}` with period = msn / 2, IV = msn / 2 in every byte.
+#[derive(Debug)]
+struct EveryTwo;
+
+impl crate::SegmentEncryption for EveryTwo {
+    fn key(&self, msn: MediaSequence) -> crate::SegmentKey {
+        let p = msn.0 / 2;
+        crate::SegmentKey::new(format!("/k/{p}").into(), [p as u8; 16], [0; 16])
+    }
+    fn encrypt(&self, _: &crate::SegmentKey, plain: &[u8]) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(plain)
+    }
+    fn release_through(&self, _: MediaSequence) {}
+}
+
+#[test]
+fn keys_are_declared_where_they_change_and_never_over_an_init_segment() {
+    let td = Duration::from_secs(2);
+    let mut p = MediaPlaylist::new(RenditionId::SOURCE, 10);
+    for (msn, s, disc) in [
+        (1, "a", false),
+        (2, "a", false),
+        (3, "a", false),
+        (4, "b", true),
+    ] {
+        let mut e = entry(msn, s, 2.0, disc);
+        e.head.key = Some(EveryTwo.key(MediaSequence(msn)));
+        p.push(e, td, t0());
+    }
+    let ctx = RenderContext {
+        encryption: Some(&EveryTwo),
+        target_duration: 2,
+        part_target: Some(Duration::from_millis(500)),
+        reports: &[],
+        ended: false,
+    };
+    let text = String::from_utf8(p.render(&ctx, false).to_vec()).unwrap();
+    let tags: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            ["#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-PRELOAD-HINT"]
+                .iter()
+                .any(|t| l.starts_with(t))
+                || l.ends_with(".m4s")
+        })
+        .map(String::from)
+        .collect();
+    let iv = |p: u8| format!("0x{}", format!("{p:02X}").repeat(16));
+    assert_eq!(
+        tags,
+        [
+            "#EXT-X-MAP:URI=\"a/init.mp4\"".to_string(),
+            format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/k/0\",IV={}", iv(0)),
+            "a/1.m4s".into(),
+            format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/k/1\",IV={}", iv(1)),
+            "a/2.m4s".into(),
+            "a/3.m4s".into(),
+            // A new init segment while a key is in force: the key is lifted first.
+            "#EXT-X-KEY:METHOD=NONE".into(),
+            "#EXT-X-MAP:URI=\"b/init.mp4\"".into(),
+            format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/k/2\",IV={}", iv(2)),
+            "b/4.m4s".into(),
+            // The hinted part of segment 5 takes segment 5's key, declared before the hint
+            // (the same key here: nothing new).
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b/5.0.m4s\"".into(),
+        ]
+    );
+    let mut e = entry(5, "b", 2.0, false);
+    e.head.key = Some(EveryTwo.key(MediaSequence(5)));
+    p.push(e, td, t0());
+    let text = String::from_utf8(p.render(&ctx, false).to_vec()).unwrap();
+    let tail: Vec<String> = text.lines().rev().take(2).map(String::from).collect();
+    assert_eq!(
+        tail,
+        [
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b/6.0.m4s\"".to_string(),
+            format!("#EXT-X-KEY:METHOD=AES-128,URI=\"/k/3\",IV={}", iv(3)),
+        ],
+        "segment 6 takes a new key: declared before its hinted part\n{text}"
+    );
 }

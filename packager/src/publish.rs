@@ -1,6 +1,8 @@
 //! Publication: the event's media playlists and master playlist, updated as parts and
 //! segments complete and rendered once the target duration is known.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -8,8 +10,9 @@ use weir_media::{CodecConfig, TrackInfo};
 
 use crate::artifact::PlaylistUpdate;
 use crate::master::{render_master, AudioGroup, VariantInfo};
+use crate::playlist::Expired;
 use crate::playlist::{MediaPlaylist, PartEntry, RenderContext, SegmentEntry, SegmentHead};
-use crate::{Artifact, MediaSequence, RenditionId};
+use crate::{Artifact, MediaSequence, RenditionId, SegmentEncryption};
 
 /// Every playlist of one event.
 #[derive(Debug)]
@@ -24,6 +27,10 @@ pub(crate) struct Publication {
     master: Option<Bytes>,
     /// The event has ended: playlists carry `EXT-X-ENDLIST`.
     ended: bool,
+    /// How segments are encrypted, if they are.
+    encryption: Option<Arc<dyn SegmentEncryption>>,
+    /// The newest segment each rendition has let go of for good.
+    expired_through: HashMap<RenditionId, MediaSequence>,
 }
 
 /// A rendition of the running session, as the master playlist describes it.
@@ -35,7 +42,11 @@ pub(crate) struct MasterEntry<'a> {
 }
 
 impl Publication {
-    pub(crate) fn new(window: usize, part_target: Option<Duration>) -> Publication {
+    pub(crate) fn new(
+        window: usize,
+        part_target: Option<Duration>,
+        encryption: Option<Arc<dyn SegmentEncryption>>,
+    ) -> Publication {
         Publication {
             playlists: Vec::new(),
             window,
@@ -43,6 +54,24 @@ impl Publication {
             siblings: Vec::new(),
             master: None,
             ended: false,
+            encryption,
+            expired_through: HashMap::new(),
+        }
+    }
+
+    /// `rendition` let go of segment `msn` for good: keys no rendition needs any more are
+    /// released (a key goes when every rendition has let go of its segments).
+    fn segment_expired(&mut self, rendition: &RenditionId, msn: MediaSequence) {
+        let Some(e) = &self.encryption else {
+            return;
+        };
+        let through = self.expired_through.entry(rendition.clone()).or_insert(msn);
+        *through = (*through).max(msn);
+        if self.expired_through.len() < self.playlists.len() {
+            return;
+        }
+        if let Some(min) = self.expired_through.values().min() {
+            e.release_through(*min);
         }
     }
 
@@ -124,6 +153,9 @@ impl Publication {
             self.render(rendition, td, out);
         }
         for (session, what) in expired {
+            if let Expired::Segment(msn) = what {
+                self.segment_expired(rendition, msn);
+            }
             out.push(Artifact::Expired {
                 rendition: rendition.clone(),
                 session,
@@ -183,6 +215,7 @@ impl Publication {
             part_target: self.part_target,
             reports: &reports,
             ended: self.ended,
+            encryption: self.encryption.as_deref(),
         };
         let last_part = self
             .part_target

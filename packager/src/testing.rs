@@ -126,6 +126,8 @@ pub(crate) struct ParsedSegment {
     pub(crate) discontinuity: bool,
     pub(crate) gap: bool,
     pub(crate) map: Option<String>,
+    /// The URI of the `EXT-X-KEY` in force (none, or `METHOD=NONE`: in the clear).
+    pub(crate) key: Option<String>,
     pub(crate) parts: Vec<ParsedPart>,
 }
 
@@ -149,6 +151,7 @@ pub(crate) fn parse(text: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut seg = ParsedSegment::default();
     let mut map = None;
+    let mut key = None;
     assert!(text.starts_with("#EXTM3U\n"), "{text}");
     for line in text.lines().skip(1) {
         if let Some(v) = line.strip_prefix("#EXT-X-VERSION:") {
@@ -170,7 +173,17 @@ pub(crate) fn parse(text: &str) -> Parsed {
         } else if line == "#EXT-X-GAP" {
             seg.gap = true;
         } else if line.starts_with("#EXT-X-MAP:") {
+            assert!(
+                key.is_none(),
+                "an EXT-X-MAP under a key would be encrypted: {text}"
+            );
             map = attr(line, "URI").map(String::from);
+        } else if line.starts_with("#EXT-X-KEY:") {
+            key = match attr(line, "METHOD") {
+                Some("NONE") => None,
+                Some("AES-128") => attr(line, "URI").map(String::from),
+                other => panic!("key method {other:?}"),
+            };
         } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
             seg.pdt = Some(v.to_string());
         } else if line.starts_with("#EXT-X-PART:") {
@@ -196,6 +209,7 @@ pub(crate) fn parse(text: &str) -> Parsed {
         } else if !line.starts_with('#') && !line.is_empty() {
             seg.uri = line.to_string();
             seg.map = map.clone();
+            seg.key = key.clone();
             p.segments.push(std::mem::take(&mut seg));
         } else if !line.starts_with("#EXT-X-DISCONTINUITY-SEQUENCE:") {
             panic!("unexpected line {line:?}");
@@ -217,12 +231,15 @@ pub(crate) struct Harness {
     pub(crate) masters: Vec<String>,
     /// Every segment ever emitted: rendition, msn, bytes.
     pub(crate) segments: Vec<(String, u64, bytes::Bytes)>,
+    /// The packager encrypts.
+    encrypted: bool,
     out: Vec<Artifact>,
 }
 
 impl Harness {
     pub(crate) fn new(config: PackagerConfig) -> Harness {
         Harness {
+            encrypted: config.encryption.is_some(),
             packager: Packager::new(config),
             t0: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             store: HashMap::new(),
@@ -318,8 +335,9 @@ impl Harness {
                         })
                         .flat_map(|p| p.iter().copied())
                         .collect();
+                    // In the clear, a segment is its parts; encrypted, each is on its own.
                     assert!(
-                        parts.is_empty() || parts[..] == data[..],
+                        parts.is_empty() || parts[..] == data[..] || self.encrypted,
                         "{rendition} {msn}: the segment is not its parts"
                     );
                     self.segments

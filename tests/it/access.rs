@@ -23,7 +23,7 @@ fn geo_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -32,7 +32,7 @@ fn unix_now() -> u64 {
 
 /// A token made by hand, as the format in weir_edge::token documents it (what a paywall
 /// would do): `kid=..~exp=..~ev=..[~ip=..][~path=..]~sig=HMAC-SHA256 hex`.
-fn hand_token(kid: &str, secret: &str, exp: u64, event: &str, extra: &str) -> String {
+pub(crate) fn hand_token(kid: &str, secret: &str, exp: u64, event: &str, extra: &str) -> String {
     let message = format!("kid={kid}~exp={exp}~ev={event}{extra}");
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(message.as_bytes());
@@ -84,7 +84,7 @@ fn curl_from(from: &str, url: &str, headers: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-fn with_token(url: &str, token: &str) -> String {
+pub(crate) fn with_token(url: &str, token: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}token={token}")
 }

@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod dashboard;
 mod edge;
+mod encryption;
 mod ertmp;
 mod failover;
 mod hooks;

@@ -92,14 +92,15 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
 
 /// hls.js in low-latency mode plays `ladder` for [`LL_SECS`] through the edge without a
 /// stall, loading parts and reloading playlists with blocking requests the origin saw. With
-/// `token`, the event requires a signed token: the player is given it in the master URL
-/// only, and must carry it on every request (the edge's playlist rewriting).
+/// `token`, the event requires a signed token and is encrypted (AES-128, a new key every 3
+/// segments): the player is given the token in the master URL only, and must carry it on
+/// every request (the edge's playlist rewriting), keys included.
 fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
     let secret = "it-player-token-secret-0123456789abcdef";
     let (extra, event) = if token {
         (
             format!("[access]\ntoken_keys = {{ p1 = \"{secret}\" }}\n"),
-            "access = { require_token = true }",
+            "access = { require_token = true }\nencryption = \"aes-128\"\nkey_rotation_segments = 3",
         )
     } else {
         (String::new(), "")
@@ -176,7 +177,7 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
 }
 
 #[test]
-fn hls_js_plays_low_latency_passthrough_with_a_token_through_the_edge() {
+fn hls_js_plays_low_latency_passthrough_encrypted_with_a_token_through_the_edge() {
     // Chromium decoding needs the cores as much as a ladder does: one at a time.
     let _slot = transcode_slot();
     plays_low_latency("passthrough", &flv(BBB, 9, true), true);

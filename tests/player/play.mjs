@@ -8,11 +8,11 @@
 // (lowLatencyMode off, no forced switch).
 // The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls,
 // errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
-// playlists, segments, all, tokened} } where `played` is media seconds played, `stalls` counts
+// playlists, segments, keys, all, tokened} } where `played` is media seconds played, `stalls` counts
 // BUFFER_STALLED_ERROR events and `waiting` events after playback began, `latency` is what
 // hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
 // 5 s, and `requests` counts the player's HTTP requests by kind (blocking = with _HLS_msn;
-// tokened = with a token= query parameter).
+// keys = AES-128 key requests; tokened = with a token= query parameter).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 
@@ -29,13 +29,15 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage();
-  const requests = { blocking: 0, parts: 0, playlists: 0, segments: 0, all: 0, tokened: 0 };
+  const requests = { blocking: 0, parts: 0, playlists: 0, segments: 0, keys: 0, all: 0, tokened: 0 };
   page.on('request', (r) => {
     const u = r.url();
     if (!u.startsWith('http')) return;
     requests.all += 1;
     if (/[?&]token=/.test(u)) requests.tokened += 1;
-    if (/\.m3u8(\?|$)/.test(u)) {
+    if (/\/keys\//.test(u)) {
+      requests.keys += 1;
+    } else if (/\.m3u8(\?|$)/.test(u)) {
       requests.playlists += 1;
       if (u.includes('_HLS_msn=')) requests.blocking += 1;
     } else if (/\/\d+\.\d+\.m4s(\?|$)/.test(u)) {

@@ -151,6 +151,8 @@ pub(crate) async fn create_event<S: Store>(
             failback_after_ms: body.failback_after_ms,
             window_segments: body.window_segments,
             access: body.access.map(Into::into),
+            encryption: body.encryption.map(|e| e.as_str().to_string()),
+            key_rotation_segments: body.key_rotation_segments,
         },
         created_at_ms: now,
         updated_at_ms: now,
@@ -228,6 +230,10 @@ pub(crate) async fn update_event<S: Store>(
     if let Some(a) = body.access {
         o.access = Some(a.into());
     }
+    if let Some(e) = body.encryption {
+        o.encryption = Some(e.as_str().to_string());
+    }
+    o.key_rotation_segments = body.key_rotation_segments.or(o.key_rotation_segments);
     record.updated_at_ms = unix_ms(SystemTime::now());
     apply(&control, &record).await?;
     control

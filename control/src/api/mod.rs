@@ -253,6 +253,7 @@ impl Modify for BearerAuth {
         types::InputName,
         types::Access,
         types::GeoUnknown,
+        types::EncryptionName,
         tokens::TokenView,
         tokens::CreateToken,
         tokens::CreatedToken,
@@ -358,6 +359,40 @@ async fn event_access<S: Store>(
     }
 }
 
+/// `GET /internal/v1/keys/{event}/{id}`: the 16 bytes of a content key, for edges only:
+/// always behind the cluster secret (one made for the run when none is configured, so only
+/// the edge in this process has it). `Cache-Control: private, no-store`.
+async fn content_key<S: Store>(
+    State(control): Ctl<S>,
+    axum::extract::Path((event, id)): axum::extract::Path<(String, String)>,
+    headers: http::HeaderMap,
+) -> Response {
+    let presented = headers
+        .get(crate::CLUSTER_SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !control.key_secret.matches(presented) {
+        metrics::counter!("weir_origin_key_requests_refused_total").increment(1);
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "content keys: cluster secret required",
+        )
+        .into_response();
+    }
+    use weir_drm::KeyProvider;
+    match control.keys.get(&event, &id) {
+        Some(key) => (
+            [
+                (header::CACHE_CONTROL, "private, no-store"),
+                (header::CONTENT_TYPE, "application/octet-stream"),
+            ],
+            key.to_vec(),
+        )
+            .into_response(),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
 async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such admin route")
 }
@@ -411,9 +446,13 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         )
         .route("/internal/v1/events/{id}/access", get(event_access::<S>))
         .layer(from_fn_with_state(control.clone(), cluster_only::<S>))
+        .with_state(control.clone());
+    let keys = Router::new()
+        .route("/internal/v1/keys/{event}/{id}", get(content_key::<S>))
         .with_state(control);
     Router::new()
         .merge(internal)
+        .merge(keys)
         .route(
             "/admin",
             get(|| async { axum::response::Redirect::permanent("/admin/") }),

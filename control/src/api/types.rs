@@ -116,6 +116,10 @@ pub struct EventView {
     pub window_segments: Option<usize>,
     /// Who may watch.
     pub access: Access,
+    /// `none` or `aes-128`.
+    pub encryption: EncryptionName,
+    /// A new content key every this many segments (0: never).
+    pub key_rotation_segments: u32,
     /// Whether a publisher is connected.
     pub live: bool,
     /// Whether the event has been ended (`POST .../end`): its playlists carry
@@ -145,6 +149,13 @@ impl EventView {
             failback_after_ms: o.failback_after_ms.unwrap_or(10_000),
             window_segments: o.window_segments,
             access: o.access.clone().map(Access::from).unwrap_or_default(),
+            encryption: match o.encryption.as_deref() {
+                Some("aes-128") => EncryptionName::Aes128,
+                _ => EncryptionName::None,
+            },
+            key_rotation_segments: o
+                .key_rotation_segments
+                .unwrap_or(weir_config::DEFAULT_KEY_ROTATION_SEGMENTS),
             live,
             ended,
             playback_path: format!("/live/{}/master.m3u8", record.id),
@@ -220,6 +231,14 @@ pub struct CreateEvent {
     /// Who may watch (default: everyone).
     #[serde(default)]
     pub access: Option<Access>,
+    /// `none` (default) or `aes-128`: segments and parts encrypted, keys issued by edges to
+    /// viewers the access settings admit.
+    #[serde(default)]
+    pub encryption: Option<EncryptionName>,
+    /// A new content key every this many segments, 0..=100000 (0: never; default 10).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000)]
+    pub key_rotation_segments: Option<u32>,
 }
 
 /// The answer to `POST /admin/v1/events`: the event, and its stream keys, shown this once.
@@ -279,6 +298,35 @@ pub struct UpdateEvent {
     /// everyone); applies at every edge within about 2 s.
     #[serde(default)]
     pub access: Option<Access>,
+    /// `none` or `aes-128`; only while no publisher is connected (409 otherwise).
+    #[serde(default)]
+    pub encryption: Option<EncryptionName>,
+    /// A new content key every this many segments, 0..=100000 (0: never); only while no
+    /// publisher is connected (409 otherwise).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100_000)]
+    pub key_rotation_segments: Option<u32>,
+}
+
+/// How an event's segments are encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum EncryptionName {
+    /// In the clear.
+    #[serde(rename = "none")]
+    None,
+    /// `EXT-X-KEY:METHOD=AES-128` (RFC 8216 §4.3.2.4).
+    #[serde(rename = "aes-128")]
+    Aes128,
+}
+
+impl EncryptionName {
+    /// The name as in the configuration file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EncryptionName::None => "none",
+            EncryptionName::Aes128 => "aes-128",
+        }
+    }
 }
 
 /// Which of an event's stream keys.

@@ -3,7 +3,9 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use crate::{MediaSequence, TargetDurationPolicy};
+use std::sync::Arc;
+
+use crate::{MediaSequence, SegmentEncryption, TargetDurationPolicy};
 
 /// How the packager cuts and lists segments.
 #[derive(Clone, Debug)]
@@ -25,6 +27,9 @@ pub struct PackagerConfig {
     /// The event's first media sequence number, e.g. [`MediaSequence::from_unix_millis`] of
     /// the process start so that a restarted process never reuses a number. Default 0.
     pub first_msn: MediaSequence,
+    /// How segments and parts are encrypted (`EXT-X-KEY:METHOD=AES-128`); `None` (the
+    /// default): in the clear.
+    pub encryption: Option<Arc<dyn SegmentEncryption>>,
 }
 
 impl Default for PackagerConfig {
@@ -36,6 +41,7 @@ impl Default for PackagerConfig {
             low_latency: true,
             window_segments: NonZeroUsize::new(6).unwrap_or(NonZeroUsize::MIN),
             first_msn: MediaSequence(0),
+            encryption: None,
         }
     }
 }

@@ -63,7 +63,7 @@ impl Packager {
                 session: session_id.clone(),
                 msn: part.msn,
                 part: part.index,
-                data: part.data,
+                data: self.encrypted(&head, part.data),
             });
             let entry = PartEntry {
                 duration: track_duration(part.duration, timescale),
@@ -91,16 +91,18 @@ impl Packager {
         } else {
             self.target.get()
         };
+        let data = self.encrypted(&head, segment.data);
+        let bytes = data.len();
         out.push(Artifact::Segment {
             rendition: rendition.clone(),
             session: session_id,
             msn: segment.msn,
-            data: segment.data.clone(),
+            data,
         });
         let entry = SegmentEntry {
             head,
             duration,
-            bytes: segment.data.len(),
+            bytes,
             independent: segment.independent,
             gap: false,
             parts: Vec::new(),
@@ -198,6 +200,15 @@ impl Packager {
         );
     }
 
+    /// `data` (a whole segment or part of segment `head`) as served: encrypted with its key
+    /// when the event encrypts.
+    fn encrypted(&self, head: &SegmentHead, data: bytes::Bytes) -> bytes::Bytes {
+        match (&self.config.encryption, &head.key) {
+            (Some(e), Some(key)) => e.encrypt(key, &data),
+            _ => data,
+        }
+    }
+
     /// The playlist head of segment `msn` of the running session.
     pub(super) fn head(&self, msn: MediaSequence) -> SegmentHead {
         let session = self.session.as_ref();
@@ -220,6 +231,7 @@ impl Packager {
             init: id,
             program_date_time: pdt,
             discontinuity: msn == first && self.sessions_run > 1,
+            key: self.config.encryption.as_ref().map(|e| e.key(msn)),
         }
     }
 

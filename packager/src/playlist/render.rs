@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{MediaPlaylist, PartEntry, SegmentHead};
-use crate::{MediaSequence, PartIndex, RenditionId, SessionId};
+use crate::{MediaSequence, PartIndex, RenditionId, SegmentKey, SessionId};
 
 /// `EXT-X-VERSION` of a full playlist: `EXT-X-MAP` in a playlist that is not I-frame only
 /// needs 6 (RFC 8216bis §8); the LL-HLS tags need nothing more.
@@ -30,6 +30,8 @@ pub(crate) struct RenderContext<'a> {
     pub(crate) reports: &'a [(RenditionId, Option<Position>)],
     /// The event has ended: `EXT-X-ENDLIST`, no preload hint (RFC 8216 §4.3.3.4).
     pub(crate) ended: bool,
+    /// How segments are encrypted, if they are (for the key of a hinted part's segment).
+    pub(crate) encryption: Option<&'a dyn crate::SegmentEncryption>,
 }
 
 impl RenderContext<'_> {
@@ -113,9 +115,10 @@ impl MediaPlaylist {
             let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
         }
         let mut map: Option<&SessionId> = None;
+        let mut key: Option<SegmentKey> = None;
         let with_parts = ctx.part_target.is_some();
         for s in self.segments.iter().skip(skipped) {
-            write_head(&mut out, &s.head, &mut map);
+            write_head(&mut out, &s.head, &mut map, &mut key);
             if with_parts {
                 write_parts(&mut out, &s.head, &s.parts);
             }
@@ -133,11 +136,16 @@ impl MediaPlaylist {
         if with_parts {
             if let Some((head, parts)) = &self.open {
                 if !parts.is_empty() {
-                    write_head(&mut out, head, &mut map);
+                    write_head(&mut out, head, &mut map, &mut key);
                     write_parts(&mut out, head, parts);
                 }
             }
             if let Some(h) = self.hint.as_ref().filter(|_| !ctx.ended) {
+                // A hinted part of a segment not listed yet is encrypted with that segment's
+                // key: a new one is declared before the hint (it applies to what follows).
+                if let Some(e) = ctx.encryption {
+                    write_key(&mut out, Some(&e.key(h.msn)), &mut key);
+                }
                 let _ = writeln!(
                     out,
                     "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/{}.{}.m4s\"",
@@ -169,17 +177,51 @@ impl MediaPlaylist {
 }
 
 /// The tags that come before a segment's first part or its `EXTINF`: discontinuity, map,
-/// date (RFC 8216bis §4.4.4.9: they precede the first `EXT-X-PART` of the segment).
-fn write_head<'a>(out: &mut String, head: &'a SegmentHead, map: &mut Option<&'a SessionId>) {
+/// key, date (RFC 8216bis §4.4.4.9: they precede the first `EXT-X-PART` of the segment).
+///
+/// Init segments are never encrypted, and an `EXT-X-KEY` applies to every `EXT-X-MAP` after
+/// it (RFC 8216 §4.3.2.4): so the map comes before the key, and a map written while a key is
+/// in force is preceded by `EXT-X-KEY:METHOD=NONE`.
+fn write_head<'a>(
+    out: &mut String,
+    head: &'a SegmentHead,
+    map: &mut Option<&'a SessionId>,
+    key: &mut Option<SegmentKey>,
+) {
     if head.discontinuity {
         out.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *map != Some(&head.init) {
+        if key.take().is_some() {
+            out.push_str("#EXT-X-KEY:METHOD=NONE\n");
+        }
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", head.init);
         *map = Some(&head.init);
     }
+    write_key(out, head.key.as_ref(), key);
     let pdt = humantime::format_rfc3339_millis(head.program_date_time);
     let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{pdt}");
+}
+
+/// `EXT-X-KEY` (RFC 8216 §4.3.2.4) when `next` is not the key in force (`current`): the
+/// first segment of a playlist (or of a delta update) and every key change.
+fn write_key(out: &mut String, next: Option<&SegmentKey>, current: &mut Option<SegmentKey>) {
+    let Some(next) = next else {
+        return;
+    };
+    if current.as_ref().is_some_and(|c| c.same_as(next)) {
+        return;
+    }
+    let _ = write!(
+        out,
+        "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x",
+        next.uri()
+    );
+    for b in next.iv() {
+        let _ = write!(out, "{b:02X}");
+    }
+    out.push('\n');
+    *current = Some(next.clone());
 }
 
 fn write_parts(out: &mut String, head: &SegmentHead, parts: &[PartEntry]) {
