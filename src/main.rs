@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use weir_config::Config;
 use weir_origin::{MemoryStore, OriginConfig};
 
+mod listen;
 mod mint;
 
 #[derive(Parser, Debug)]
@@ -150,7 +151,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve {
                 config,
@@ -201,7 +202,9 @@ fn main() -> anyhow::Result<()> {
                 metrics_listen,
             } => {
                 let mut c = load(config.as_ref())?;
-                resolve_paths(&mut c, &config_dir(config.as_ref()));
+                let base = config_dir(config.as_ref());
+                resolve_paths(&mut c, &base);
+                listen::raise_file_limit(&c);
                 c.edge.listen = listen.unwrap_or(c.edge.listen);
                 c.edge.metrics_listen = metrics_listen.or(c.edge.metrics_listen);
                 if let Some(ms) = upstream_timeout_ms {
@@ -212,79 +215,48 @@ fn main() -> anyhow::Result<()> {
                     .context("weir edge needs --upstream URL (or edge.upstream in the config)")?;
                 let listener = bind(c.edge.listen, "edge").await?;
                 let metrics = match c.edge.metrics_listen {
-                    Some(addr) => Some(bind(addr, "metrics").await?),
+                    Some(addr) => {
+                        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                            .install_recorder()
+                            .context("installing the metrics recorder")?;
+                        Some((bind(addr, "metrics").await?, handle))
+                    }
                     None => None,
                 };
                 let metrics_ready = match &metrics {
-                    Some(l) => format!(" metrics={}", l.local_addr()?),
+                    Some((l, _)) => format!(" metrics={}", l.local_addr()?),
                     None => String::new(),
                 };
                 println!(
                     "weir ready edge={} upstream={upstream}{metrics_ready}",
                     listener.local_addr()?
                 );
+                let stop = listen::shutdown_signal();
+                let metrics_stop = stop.clone();
                 let metrics_task = async move {
                     match metrics {
-                        Some(l) => serve_metrics(l).await,
+                        Some((l, handle)) => listen::serve_metrics(l, handle, metrics_stop).await,
                         None => std::future::pending().await,
                     }
                 };
+                let upstream = upstream.trim_end_matches('/').to_string();
                 tokio::select! {
-                    r = run_edge(listener, &c, upstream.trim_end_matches('/').to_string(), None) => r,
+                    r = listen::run_edge(listener, &c, &base, upstream, None, stop) => r,
                     r = metrics_task => r,
                 }
             }
         }
-    })
+    });
+    // Blocking threads (libsrt's accept loop, say) do not end by themselves: give them a
+    // moment, then exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the {what} listener to {addr}"))
-}
-
-/// Serves `/metrics` (Prometheus text) on `listener`, for a role that has no origin listener.
-async fn serve_metrics(listener: TcpListener) -> anyhow::Result<()> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let text = handle.render();
-            async move {
-                (
-                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    text,
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app).await.context("metrics server")
-}
-
-/// Runs an edge; `key_secret` is the secret for content keys when it is not the configured
-/// cluster secret (the in-process edge of `weir serve`).
-async fn run_edge(
-    listener: TcpListener,
-    c: &Config,
-    upstream: String,
-    key_secret: Option<weir_config::ClusterSecret>,
-) -> anyhow::Result<()> {
-    let config = weir_edge::EdgeConfig {
-        upstream,
-        cache_capacity_bytes: c.edge.cache_capacity_bytes,
-        upstream_timeout: c.edge.upstream_timeout,
-        blocking_timeout: c.edge.blocking_timeout,
-        cors_allow_origin: c.edge.cors_allow_origin.clone(),
-        id: c.edge.id.clone(),
-        access: c.access.clone(),
-        key_secret,
-    };
-    weir_edge::serve(listener, config)
-        .await
-        .context("edge server")
 }
 
 async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Result<()> {
@@ -296,6 +268,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     if c.ladders.iter().any(|l| !l.is_passthrough()) {
         weir_ingest::check_ffmpeg()?;
     }
+    listen::raise_file_limit(&c);
     let opened = weir_control::Control::open(&c, base, store.clone()).await?;
     let control = opened.control;
     let directory = control.registry.clone();
@@ -351,11 +324,11 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}{srt_ready}");
     tracing::info!(database = %opened.database, "events stored in the database");
     match &opened.generated_token {
-        Some(t) => println!("admin API: http://{origin_addr}/admin/v1 (no control.admin_tokens configured; this run's token: {t})"),
-        None => println!("admin API: http://{origin_addr}/admin/v1"),
+        Some(t) => println!("admin API: {}://{origin_addr}/admin/v1 (no control.admin_tokens configured; this run's token: {t})", listen::scheme(&c.origin.http)),
+        None => println!("admin API: {}://{origin_addr}/admin/v1", listen::scheme(&c.origin.http)),
     }
     for e in &c.events {
-        println!("event {}: publish to rtmp://{rtmp_addr}/{}/<stream key>, play http://{edge_addr}/live/{}/master.m3u8", e.id, c.rtmp.app, e.id);
+        println!("event {}: publish to rtmp://{rtmp_addr}/{}/<stream key>, play {}://{edge_addr}/live/{}/master.m3u8", e.id, c.rtmp.app, listen::scheme(&c.edge.http), e.id);
         if let Some(a) = srt_addr {
             println!("event {}: or publish MPEG-TS to srt://{a}?streamid=#!::r={}/<stream key>,m=publish", e.id, c.rtmp.app);
         }
@@ -366,11 +339,54 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let stop = listen::shutdown_signal();
+    let app = weir_origin::router(
+        store,
+        origin_config,
+        Some(render),
+        weir_control::admin_router(control),
+    );
+    let origin_settings = listen::http_settings("origin", &c.origin.http, base);
+    let mut origin_task = tokio::spawn(weir_http::serve(
+        origin,
+        app,
+        origin_settings,
+        listen::stopped(stop.clone()),
+    ));
+    let (edge_c, edge_base, edge_stop) = (c.clone(), base.to_path_buf(), stop.clone());
+    let mut edge_task = tokio::spawn(async move {
+        listen::run_edge(
+            edge,
+            &edge_c,
+            &edge_base,
+            upstream,
+            Some(key_secret),
+            edge_stop,
+        )
+        .await
+    });
+    let (mut origin_done, mut edge_done) = (false, false);
+    let result = tokio::select! {
         () = weir_ingest::serve_rtmp(rtmp, directory, ingest_config) => Ok(()),
         r = srt_task => r.context("srt listener"),
-        r = weir_origin::serve(origin, store, origin_config, Some(render), weir_control::admin_router(control)) => r.context("origin server"),
-        r = run_edge(edge, &c, upstream, Some(key_secret)) => r,
-        r = tokio::signal::ctrl_c() => { r?; tracing::info!("shutting down"); Ok(()) }
+        r = &mut origin_task => {
+            origin_done = true;
+            r.context("origin server")?.context("origin server")
+        }
+        r = &mut edge_task => {
+            edge_done = true;
+            r.context("edge server")?
+        }
+        () = listen::stopped(stop.clone()) => Ok(()),
+    };
+    // Stopping: the HTTP listeners let in-flight responses finish (bounded by their grace).
+    if *stop.borrow() {
+        if !origin_done {
+            let _ = origin_task.await;
+        }
+        if !edge_done {
+            let _ = edge_task.await;
+        }
     }
+    result
 }

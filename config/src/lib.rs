@@ -18,6 +18,7 @@ mod digest;
 mod encryption;
 mod event;
 mod ladder;
+mod listener;
 mod srt;
 
 use event::RawEvent;
@@ -43,6 +44,7 @@ pub use ladder::{
     AudioEncoding, AudioRendition, LadderSettings, VideoEncoding, VideoRendition, H264_PROFILES,
     X264_PRESETS,
 };
+pub use listener::HttpListenerSettings;
 pub use srt::{SrtPassphrase, SrtSettings};
 
 /// Why a configuration was refused.
@@ -113,6 +115,8 @@ pub struct OriginSettings {
     pub listen: SocketAddr,
     /// `Access-Control-Allow-Origin` value. Default `*`.
     pub cors_allow_origin: String,
+    /// The listener's bounds and TLS (`[origin.http]`).
+    pub http: HttpListenerSettings,
 }
 
 /// Edge settings (`[edge]`).
@@ -138,6 +142,8 @@ pub struct EdgeSettings {
     pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` value. Default `*`.
     pub cors_allow_origin: String,
+    /// The listener's bounds and TLS (`[edge.http]`).
+    pub http: HttpListenerSettings,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,6 +205,7 @@ impl Default for RawPackager {
 struct RawOrigin {
     listen: String,
     cors_allow_origin: String,
+    http: listener::RawHttp,
 }
 
 impl Default for RawOrigin {
@@ -206,6 +213,7 @@ impl Default for RawOrigin {
         RawOrigin {
             listen: "127.0.0.1:8081".into(),
             cors_allow_origin: "*".into(),
+            http: listener::RawHttp::default(),
         }
     }
 }
@@ -221,6 +229,7 @@ struct RawEdge {
     upstream_timeout_ms: u64,
     blocking_timeout_ms: u64,
     cors_allow_origin: String,
+    http: listener::RawHttp,
 }
 
 impl Default for RawEdge {
@@ -234,6 +243,7 @@ impl Default for RawEdge {
             upstream_timeout_ms: 5_000,
             blocking_timeout_ms: 35_000,
             cors_allow_origin: "*".into(),
+            http: listener::RawHttp::default(),
         }
     }
 }
@@ -278,6 +288,11 @@ impl Config {
                 )))
             }
         };
+        if raw.origin.http.has_tls() {
+            return Err(ConfigError::Invalid(
+                "origin.http: TLS is for the edge's listener for now (edges reach the origin over plain HTTP); keep the origin on a private network or loopback".into(),
+            ));
+        }
         let ladders = ladder::validate_ladders(raw.ladders)?;
         let events = event::validate_events(raw.events, &ladders)?;
         if let Some(u) = &raw.edge.upstream {
@@ -328,6 +343,7 @@ impl Config {
             origin: OriginSettings {
                 listen: addr("origin.listen", &raw.origin.listen)?,
                 cors_allow_origin: raw.origin.cors_allow_origin,
+                http: raw.origin.http.validate("origin")?,
             },
             edge: EdgeSettings {
                 id: match raw.edge.id {
@@ -373,6 +389,7 @@ impl Config {
                     120_000,
                 )?,
                 cors_allow_origin: raw.edge.cors_allow_origin,
+                http: raw.edge.http.validate("edge")?,
             },
             events,
             ladders,

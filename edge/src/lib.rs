@@ -48,7 +48,7 @@ mod upstream;
 pub use access::Denial;
 pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
 pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
-pub use server::{serve, EdgeConfig, EdgeError};
+pub use server::{router, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 
 /// The header that carries the cluster secret on internal requests from edges to the origin

@@ -12,7 +12,6 @@ use http::header::{
     CONTENT_LENGTH,
 };
 use http::{Method, StatusCode, Uri};
-use tokio::net::TcpListener;
 use weir_config::AccessSettings;
 use weir_origin::{preflight, Directives, Route};
 
@@ -119,13 +118,14 @@ struct EdgeState {
     cors: HeaderValue,
 }
 
-/// Serves the edge on `listener` until the future is dropped.
+/// The edge's routes, to serve with `weir-http` (which gives each request the peer's
+/// `ConnectInfo<SocketAddr>`); starts the edge's background tasks (reports, GeoIP watch).
+/// Call within a Tokio runtime.
 ///
 /// # Errors
-/// The GeoIP database cannot be read (`InvalidInput`), or the listener's accept loop failed.
-pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result<()> {
-    let geo = Geo::open(config.access.geoip_database.clone())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+/// The GeoIP database cannot be read (the message says why).
+pub fn router(config: EdgeConfig) -> Result<Router, String> {
+    let geo = Geo::open(config.access.geoip_database.clone())?;
     let upstream = Upstream::new(
         config.upstream.clone(),
         config.upstream_timeout,
@@ -156,12 +156,7 @@ pub async fn serve(listener: TcpListener, config: EdgeConfig) -> std::io::Result
             .unwrap_or(HeaderValue::from_static("*")),
         config,
     });
-    let app = Router::new().fallback(handle).with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    Ok(Router::new().fallback(handle).with_state(state))
 }
 
 async fn handle(
@@ -189,6 +184,8 @@ async fn handle(
     };
     let h = response.headers_mut();
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
+    // Players' QoE analytics (and the tests) read resource timing, HTTP version included.
+    h.insert("timing-allow-origin", state.cors.clone());
     // hls.js reads Age to tune in to a low-latency stream behind a CDN.
     h.insert(
         ACCESS_CONTROL_EXPOSE_HEADERS,

@@ -15,7 +15,6 @@ use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE,
 };
 use http::{Method, StatusCode, Uri};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use weir_packager::{PartRef, PlaylistUpdate};
 
@@ -43,18 +42,14 @@ struct OriginState<S> {
     metrics: Option<MetricsRender>,
 }
 
-/// Serves `store` on `listener` until the future is dropped, with `routes` (e.g. the admin
-/// API) beside the origin's own.
-///
-/// # Errors
-/// The listener's accept loop failed.
-pub async fn serve<S: Store>(
-    listener: TcpListener,
+/// The origin's routes for `store`, with `routes` (e.g. the admin API) beside its own; to
+/// serve with `weir-http`.
+pub fn router<S: Store>(
     store: Arc<S>,
     config: OriginConfig,
     metrics: Option<MetricsRender>,
     routes: Router,
-) -> std::io::Result<()> {
+) -> Router {
     let cors =
         HeaderValue::from_str(&config.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
     let state = Arc::new(OriginState {
@@ -62,12 +57,11 @@ pub async fn serve<S: Store>(
         cors,
         metrics,
     });
-    let app = Router::new()
+    Router::new()
         .route("/metrics", get(metrics_text::<S>))
         .fallback(object::<S>)
         .with_state(state)
-        .merge(routes);
-    axum::serve(listener, app).await
+        .merge(routes)
 }
 
 async fn metrics_text<S: Store>(State(state): State<Arc<OriginState<S>>>) -> Response {

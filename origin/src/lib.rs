@@ -24,7 +24,7 @@ mod store;
 
 // The public interface.
 pub use crate::http::{
-    object_response, preflight, serve, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
+    object_response, preflight, router, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
 };
 pub use directives::{advance_part_limit, readiness, DirectiveError, Directives, Readiness};
 pub use route::{EventId, Route};

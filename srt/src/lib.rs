@@ -306,6 +306,18 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Closes the listener: a thread blocked in [`accept`](Self::accept) returns an error, and
+    /// no caller is admitted any more. Dropping it closes it too.
+    pub fn close(&self) {
+        // SAFETY: closing a socket id is safe at any time; a second close only returns an
+        // error. The hook stays allocated until drop.
+        unsafe {
+            sys::srt_close(self.socket);
+        }
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         // SAFETY: closes our socket, after which libsrt calls the hook no more; then the hook

@@ -13,6 +13,7 @@ mod ertmp;
 mod failover;
 mod hooks;
 mod ladder;
+mod listeners;
 mod live;
 mod lowlatency;
 mod player;

@@ -93,13 +93,24 @@ fn hls_js_plays_the_ladder_and_switches_levels_without_stalling() {
 /// hls.js in low-latency mode plays `ladder` for [`LL_SECS`] through the edge without a
 /// stall, loading parts and reloading playlists with blocking requests the origin saw. With
 /// `token`, the event requires a signed token and is encrypted (AES-128, a new key every 3
-/// segments): the player is given the token in the master URL only, and must carry it on
-/// every request (the edge's playlist rewriting), keys included.
+/// segments), and the edge speaks HTTPS (HTTP/2 by ALPN, a self-signed certificate): the
+/// player is given the token in the master URL only, and must carry it on every request (the
+/// edge's playlist rewriting), keys included, over HTTP/2.
 fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
     let secret = "it-player-token-secret-0123456789abcdef";
     let (extra, event) = if token {
+        let dir = scratch_dir();
+        let tls = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (cert, key) = (dir.join("edge.crt"), dir.join("edge.key"));
+        std::fs::write(&cert, tls.cert.pem()).unwrap();
+        std::fs::write(&key, tls.signing_key.serialize_pem()).unwrap();
         (
-            format!("[access]\ntoken_keys = {{ p1 = \"{secret}\" }}\n"),
+            format!(
+                "[access]\ntoken_keys = {{ p1 = \"{secret}\" }}\n\
+                 [edge.http]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
             "access = { require_token = true }\nencryption = \"aes-128\"\nkey_rotation_segments = 3",
         )
     } else {
@@ -108,19 +119,21 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
     let weir = Weir::serve_event(&extra, ladder, event);
     let mut publisher = publish(file, &weir.publish_url(STREAM_KEY), true);
     let master_url = if token {
-        let master_url = weir.edge_url("/live/it/master.m3u8");
-        assert_eq!(get(&master_url).status, 403, "no token, no playlist");
+        let base = format!("https://{}", weir.edge);
+        let status = |url: &str| {
+            let out = Command::new("curl")
+                .args(["-s", "-k", "-o", "/dev/null", "-w", "%{http_code}", url])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        wait_for("no token, no playlist", Duration::from_secs(30), || {
+            (status(&format!("{base}/live/it/master.m3u8")) == "403").then_some(())
+        });
         let out = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["token", "--config"])
             .arg(weir.config_path())
-            .args([
-                "--event",
-                "it",
-                "--ttl",
-                "10m",
-                "--base-url",
-                &weir.edge_url(""),
-            ])
+            .args(["--event", "it", "--ttl", "10m", "--base-url", &base])
             .output()
             .unwrap();
         assert!(
@@ -130,7 +143,7 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
         );
         let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
         wait_for("the master playlist", Duration::from_secs(30), || {
-            try_get(&url).ok().filter(|f| f.status == 200).map(|_| ())
+            (status(&url) == "200").then_some(())
         });
         url
     } else {
@@ -157,6 +170,15 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
             1.0,
             "only the test's own tokenless request was refused: {report}"
         );
+        assert!(
+            requests["keys"].as_u64().unwrap() >= 2,
+            "key rotations: {report}"
+        );
+        let protocols = report["protocols"].as_object().unwrap();
+        assert!(
+            !protocols.is_empty() && protocols.keys().all(|p| p == "h2"),
+            "every request over HTTP/2: {report}"
+        );
     }
     assert!(requests["blocking"].as_u64().unwrap() >= 10, "{report}");
     assert!(requests["parts"].as_u64().unwrap() >= 10, "{report}");
@@ -177,7 +199,7 @@ fn plays_low_latency(ladder: &str, file: &std::path::Path, token: bool) {
 }
 
 #[test]
-fn hls_js_plays_low_latency_passthrough_encrypted_with_a_token_through_the_edge() {
+fn hls_js_plays_low_latency_passthrough_encrypted_with_a_token_over_https_h2() {
     // Chromium decoding needs the cores as much as a ladder does: one at a time.
     let _slot = transcode_slot();
     plays_low_latency("passthrough", &flv(BBB, 9, true), true);

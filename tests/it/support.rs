@@ -178,6 +178,31 @@ impl Weir {
         format!("http://{}{path}", self.origin.unwrap())
     }
 
+    /// Sends SIGTERM (a graceful stop).
+    pub(crate) fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+
+    /// Waits for weir to exit by itself: its exit status, or None if it is still running
+    /// after `limit`.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for weir") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The `--config` file weir was started with.
     pub(crate) fn config_path(&self) -> PathBuf {
         let at = self

@@ -6,7 +6,7 @@
 // to the highest), "ll" (lowLatencyMode on, no forced switch), "ll-sync" (as "ll", and hls.js
 // may play up to 1.5x to reach its target latency: maxLiveSyncPlaybackRate) or "plain"
 // (lowLatencyMode off, no forced switch).
-// The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls,
+// The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls, protocols,
 // errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
 // playlists, segments, keys, all, tokened} } where `played` is media seconds played, `stalls` counts
 // BUFFER_STALLED_ERROR events and `waiting` events after playback began, `latency` is what
@@ -25,7 +25,9 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
+    '--autoplay-policy=no-user-gesture-required',
+    // The tests' HTTPS edges have self-signed certificates.
+    '--ignore-certificate-errors'],
 });
 try {
   const page = await browser.newPage();
@@ -98,6 +100,12 @@ try {
       max: sorted.length ? sorted[sorted.length - 1] : null,
       samples: sorted.length,
     };
+    // The HTTP versions the player's requests went over (resource timing).
+    out.protocols = {};
+    for (const e of performance.getEntriesByType('resource')) {
+      const p = e.nextHopProtocol || 'unknown';
+      out.protocols[p] = (out.protocols[p] || 0) + 1;
+    }
     hls.destroy();
     return out;
   }, { url, seconds, mode });

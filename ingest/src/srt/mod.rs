@@ -116,25 +116,28 @@ impl SrtServer {
             .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
-    /// Accepts publishers on a thread of its own, for as long as the process runs: an accept
-    /// error is logged and counted (`weir_srt_accept_errors_total`) and accepting goes on
-    /// after a pause that grows to a second while errors repeat, so a failing SRT listener
+    /// Accepts publishers on a thread of its own until the returned future is dropped: an
+    /// accept error is logged and counted (`weir_srt_accept_errors_total`) and accepting goes
+    /// on after a pause that grows to a second while errors repeat, so a failing SRT listener
     /// never takes the rest of weir down.
     ///
     /// # Errors
     /// Only if the accept thread cannot be started.
     pub async fn run(self) -> std::io::Result<()> {
         let SrtServer { listener, spawn } = self;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (accepting, stopping) = (listener.clone(), stop.clone());
         std::thread::Builder::new()
             .name("weir-srt-accept".into())
             .spawn(move || {
                 let mut pause = Duration::from_millis(10);
-                loop {
-                    match listener.accept() {
+                while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    match accepting.accept() {
                         Ok(socket) => {
                             pause = Duration::from_millis(10);
                             spawn(socket);
                         }
+                        Err(_) if stopping.load(std::sync::atomic::Ordering::Relaxed) => break,
                         Err(e) => {
                             metrics::counter!("weir_srt_accept_errors_total").increment(1);
                             tracing::warn!(error = %e, "srt accept failed; retrying");
@@ -144,7 +147,16 @@ impl SrtServer {
                     }
                 }
             })?;
-        // The accept thread never ends; neither does this future.
+        // Accepting goes on until this future is dropped (weir stopping): then the listener
+        // is closed, which wakes the accept thread, and it ends.
+        struct Closer(Arc<Listener>, Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Closer {
+            fn drop(&mut self) {
+                self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.0.close();
+            }
+        }
+        let _closer = Closer(listener, stop);
         std::future::pending().await
     }
 }

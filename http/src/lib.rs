@@ -1,0 +1,237 @@
+//! weir's HTTP listeners: one server setup for every listener (edge, origin with the admin
+//! API, metrics), so every one has the same bounds.
+//!
+//! ```text
+//! accept --> connection caps (total, per client address): over a cap, a plain connection
+//!            gets `503` and is closed, a TLS one is closed
+//!        --> TLS (rustls, ring; ALPN h2 / http/1.1; certificate re-read when its files
+//!            change), bounded by the header timeout
+//!        --> hyper-util auto: HTTP/1.1, or HTTP/2 (ALPN over TLS, prior knowledge on
+//!            plain TCP: h2c); request headers bounded in size and in time (the header
+//!            timeout, which also closes an idle keep-alive connection)
+//!        --> the axum router, with `ConnectInfo<SocketAddr>` of the peer
+//! shutdown --> stop accepting; in-flight responses finish (bounded by the grace period)
+//! ```
+
+mod limits;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+pub use limits::ConnectionLimits;
+pub use tls::{TlsError, TlsFiles, RELOAD_CHECK as TLS_RELOAD_CHECK};
+
+/// One listener's bounds and TLS.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// The listener's name in logs and metrics (`edge`, `origin`).
+    pub name: &'static str,
+    /// Time a client has to send a whole request head (and the TLS handshake), and the
+    /// longest an HTTP/1.1 keep-alive connection may wait idle for its next request.
+    pub header_read_timeout: Duration,
+    /// Largest request head, bytes (HTTP/1.1 buffer; HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most connections at once from one client address (`None`: no per-address cap).
+    pub max_connections_per_ip: Option<usize>,
+    /// TLS certificate and key files, if the listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// On shutdown, how long in-flight responses may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl HttpSettings {
+    /// Plain HTTP with the defaults: 10 s header timeout, 16 KiB heads, 10 000 connections,
+    /// no per-address cap, 5 s grace.
+    pub fn plain(name: &'static str) -> HttpSettings {
+        HttpSettings {
+            name,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: None,
+            tls: None,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Accepting failed for good.
+    #[error("accepting connections: {0}")]
+    Accept(std::io::Error),
+}
+
+/// The builder both protocols share.
+fn builder(s: &HttpSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves `app` on `listener` with `settings` until `shutdown` resolves, then lets in-flight
+/// connections finish for up to the grace period.
+///
+/// # Errors
+/// [`ServeError::Tls`] if the certificate cannot be loaded at start; [`ServeError::Accept`]
+/// if the listener fails for good.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: HttpSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = match &settings.tls {
+        Some(files) => Some(tls::Acceptor::start(files.clone(), settings.name)?),
+        None => None,
+    };
+    let limits = Arc::new(ConnectionLimits::new(
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    ));
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    let name = settings.name;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if transient(&e) => {
+                    // Out of file descriptors, say: refuse for a moment, keep serving.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(ServeError::Accept(e)),
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(permit) = limits.admit(peer.ip()) else {
+            metrics::counter!("weir_http_connections_refused_total", "listener" => name)
+                .increment(1);
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let timeout = settings.header_read_timeout;
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_connection(builder, stream, app, peer, watcher).await,
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    else {
+                        metrics::counter!("weir_http_tls_handshake_failures_total", "listener" => name)
+                            .increment(1);
+                        return;
+                    };
+                    serve_connection(builder, stream, app, peer, watcher).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        listener = name,
+        "stopped accepting; finishing in-flight responses"
+    );
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "connections still open after the grace period"
+        );
+    }
+    Ok(())
+}
+
+/// Serves one connection (plain or TLS) with the router, the peer's address given as
+/// `ConnectInfo`, until it closes or the shutdown ends it.
+async fn serve_connection<I>(
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let _ = watcher.watch(conn.into_owned()).await;
+}
+
+/// Errors after which accepting goes on (RFC: accept(2) ERRORS that concern one connection
+/// or a passing shortage).
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | TimedOut
+    ) || matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105))
+}
+
+/// Answers a connection over a cap with `503` and closes it.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+        ),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Where TLS files live, for settings that name them relative to a directory.
+pub fn resolve(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
+    if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}

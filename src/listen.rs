@@ -1,0 +1,134 @@
+//! The binary's HTTP listeners: every one served by `weir-http` with its `[*.http]` settings,
+//! and the shutdown signal they drain on.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weir_config::{Config, HttpListenerSettings};
+
+/// The `weir-http` settings of listener `name` from its configuration; TLS files relative to
+/// `base` (the configuration file's directory).
+pub(crate) fn http_settings(
+    name: &'static str,
+    s: &HttpListenerSettings,
+    base: &Path,
+) -> weir_http::HttpSettings {
+    weir_http::HttpSettings {
+        header_read_timeout: s.header_read_timeout,
+        max_header_bytes: s.max_header_bytes,
+        max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
+        tls: s.tls.as_ref().map(|(cert, key)| weir_http::TlsFiles {
+            cert: weir_http::resolve(base, cert),
+            key: weir_http::resolve(base, key),
+        }),
+        ..weir_http::HttpSettings::plain(name)
+    }
+}
+
+/// `http` or `https`, as listener `s` speaks.
+pub(crate) fn scheme(s: &HttpListenerSettings) -> &'static str {
+    if s.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The shutdown signal: SIGINT (Ctrl-C) or SIGTERM flips it to true.
+pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves when `rx` says to stop.
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves `/metrics` (Prometheus text) from `handle` on `listener`, for a role that has no
+/// origin listener. Install the recorder before anything is served, so nothing goes uncounted.
+pub(crate) async fn serve_metrics(
+    listener: TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = handle.render();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    text,
+                )
+            }
+        }),
+    );
+    let settings = weir_http::HttpSettings::plain("metrics");
+    weir_http::serve(listener, app, settings, stopped(stop))
+        .await
+        .context("metrics server")
+}
+
+/// Runs an edge until `stop`; `key_secret` is the secret for content keys when it is not the
+/// configured cluster secret (the in-process edge of `weir serve`).
+pub(crate) async fn run_edge(
+    listener: TcpListener,
+    c: &Config,
+    base: &Path,
+    upstream: String,
+    key_secret: Option<weir_config::ClusterSecret>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let config = weir_edge::EdgeConfig {
+        upstream,
+        cache_capacity_bytes: c.edge.cache_capacity_bytes,
+        upstream_timeout: c.edge.upstream_timeout,
+        blocking_timeout: c.edge.blocking_timeout,
+        cors_allow_origin: c.edge.cors_allow_origin.clone(),
+        id: c.edge.id.clone(),
+        access: c.access.clone(),
+        key_secret,
+    };
+    let app = weir_edge::router(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
+    let settings = http_settings("edge", &c.edge.http, base);
+    weir_http::serve(listener, app, settings, stopped(stop))
+        .await
+        .context("edge server")
+}
+
+/// Raises the soft limit of open files to the hard limit: every connection is one, and the
+/// listeners' caps run to tens of thousands.
+pub(crate) fn raise_file_limit(c: &Config) {
+    let wanted = (c.edge.http.max_connections + c.origin.http.max_connections + 1_024) as u64;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            limit = got,
+            wanted,
+            "the open-file limit is below the listeners' connection caps"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
