@@ -299,6 +299,11 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         max_connections: c.rtmp.max_connections,
         handshake_timeout: c.rtmp.handshake_timeout,
         idle_timeout: c.rtmp.idle_timeout,
+        auth_timeout: c.rtmp.auth_timeout,
+        max_message_bytes: c.rtmp.max_message_bytes,
+        max_chunk_size: c.rtmp.max_chunk_size,
+        max_connections_per_ip: c.rtmp.max_connections_per_ip,
+        write_timeout: c.rtmp.write_timeout,
     };
     let render: weir_origin::MetricsRender = Arc::new(move || metrics.render());
     let origin_config = OriginConfig {

@@ -93,8 +93,20 @@ pub struct RtmpSettings {
     pub max_connections: usize,
     /// Time to complete the handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Time a publisher may send nothing before it is dropped. Default 15 s.
+    /// Time an authorized publisher may send no audio or video before it is dropped.
+    /// Default 15 s.
     pub idle_timeout: Duration,
+    /// Time from connecting to an authorized publish. Default 10 s, 1 000..=60 000 ms.
+    pub auth_timeout: Duration,
+    /// Longest RTMP message of an authorized publisher, bytes. Default 8 MiB,
+    /// 64 KiB..=64 MiB.
+    pub max_message_bytes: u32,
+    /// Largest chunk size a peer may set, bytes. Default 1 MiB, 128..=16 MiB.
+    pub max_chunk_size: u32,
+    /// Most connections at once from one address. Default 32.
+    pub max_connections_per_ip: usize,
+    /// Longest a write to a peer may take. Default 10 s.
+    pub write_timeout: Duration,
 }
 
 /// Packager settings (`[packager]`).
@@ -168,6 +180,11 @@ struct RawRtmp {
     max_connections: usize,
     handshake_timeout_ms: u64,
     idle_timeout_ms: u64,
+    auth_timeout_ms: u64,
+    max_message_bytes: u32,
+    max_chunk_size: u32,
+    max_connections_per_ip: usize,
+    write_timeout_ms: u64,
 }
 
 impl Default for RawRtmp {
@@ -178,6 +195,11 @@ impl Default for RawRtmp {
             max_connections: 1_000,
             handshake_timeout_ms: 5_000,
             idle_timeout_ms: 15_000,
+            auth_timeout_ms: 10_000,
+            max_message_bytes: 8 * 1024 * 1024,
+            max_chunk_size: 1024 * 1024,
+            max_connections_per_ip: 32,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -318,6 +340,35 @@ impl Config {
                     raw.rtmp.idle_timeout_ms,
                     1_000,
                     600_000,
+                )?,
+                auth_timeout: ms(
+                    "rtmp.auth_timeout_ms",
+                    raw.rtmp.auth_timeout_ms,
+                    1_000,
+                    60_000,
+                )?,
+                max_message_bytes: match raw.rtmp.max_message_bytes {
+                    n @ 65_536..=67_108_864 => n,
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "rtmp.max_message_bytes: 65536..=67108864".into(),
+                        ))
+                    }
+                },
+                max_chunk_size: match raw.rtmp.max_chunk_size {
+                    n @ 128..=16_777_216 => n,
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "rtmp.max_chunk_size: 128..=16777216".into(),
+                        ))
+                    }
+                },
+                max_connections_per_ip: raw.rtmp.max_connections_per_ip.max(1),
+                write_timeout: ms(
+                    "rtmp.write_timeout_ms",
+                    raw.rtmp.write_timeout_ms,
+                    100,
+                    120_000,
                 )?,
             },
             srt: raw.srt.validate(addr, ms)?,

@@ -16,6 +16,7 @@
 //!                                  --MPEG-TS--> TsDemuxer --> PublishSession::{track, frame}
 //! ```
 
+mod chunk_guard;
 mod clock;
 mod failover;
 mod flv;
@@ -32,12 +33,13 @@ use std::net::SocketAddr;
 use weir_media::{Frame, TrackInfo};
 
 // The public interface.
+pub use chunk_guard::{ChunkGuard, ChunkViolation};
 pub use failover::{
     Departure, FailoverPolicy, InputRole, InputSelector, Route, Switch, SwitchReason,
     MAX_STANDBY_BYTES, MAX_STANDBY_FRAMES,
 };
 pub use flv::{file_tags, parse_audio, parse_video, Tag, TagError};
-pub use rtmp::{serve as serve_rtmp, RtmpConfig};
+pub use rtmp::{serve as serve_rtmp, RtmpConfig, PRE_AUTH_BYTES, PRE_AUTH_MAX_MESSAGE};
 pub use srt::{bind as bind_srt, SrtConfig, SrtServer};
 pub use transcode::{
     check_ffmpeg, fit_rendition, x264_options, RenditionSink, TranscodeError, Transcoder,

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::chunk_guard::{ChunkGuard, ChunkViolation};
 use crate::clock::{Unwrapper, WRAP_32};
 use crate::flv::{self, Tag};
 use crate::meter::IngestMeter;
@@ -28,9 +29,28 @@ pub struct RtmpConfig {
     pub max_connections: usize,
     /// Time a new connection has to complete the RTMP handshake.
     pub handshake_timeout: Duration,
-    /// Time a publisher may send nothing before it is dropped.
+    /// Time an authorized publisher may send no audio or video message before it is
+    /// dropped (bytes that make no media, one at a time say, do not count).
     pub idle_timeout: Duration,
+    /// Time from the connection to an authorized publish; past it the peer is dropped.
+    pub auth_timeout: Duration,
+    /// Longest RTMP message an authorized publisher may send, bytes (before authorization:
+    /// [`PRE_AUTH_MAX_MESSAGE`]).
+    pub max_message_bytes: u32,
+    /// Largest `Set Chunk Size` a peer may ask for, bytes.
+    pub max_chunk_size: u32,
+    /// Most connections at once from one address.
+    pub max_connections_per_ip: usize,
+    /// Longest a write to the peer may take.
+    pub write_timeout: Duration,
 }
+
+/// Bytes a peer may send after the handshake before its publish is authorized (connect,
+/// createStream and publish commands take a few hundred).
+pub const PRE_AUTH_BYTES: usize = 64 * 1024;
+
+/// Longest message before the publish is authorized, bytes.
+pub const PRE_AUTH_MAX_MESSAGE: u32 = 16 * 1024;
 
 impl Default for RtmpConfig {
     fn default() -> Self {
@@ -39,6 +59,11 @@ impl Default for RtmpConfig {
             max_connections: 1_000,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
+            auth_timeout: Duration::from_secs(10),
+            max_message_bytes: 8 * 1024 * 1024,
+            max_chunk_size: 1024 * 1024,
+            max_connections_per_ip: 32,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +80,7 @@ pub async fn serve<D: EventDirectory>(
 ) {
     let config = Arc::new(config);
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -66,6 +92,14 @@ pub async fn serve<D: EventDirectory>(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "rtmp connection limit reached; closing");
+            metrics::counter!("weir_ingest_rejected_total", "reason" => "connection limit")
+                .increment(1);
+            continue;
+        };
+        let Some(from_ip) = per_ip.admit(peer.ip(), config.max_connections_per_ip) else {
+            tracing::warn!(%peer, "rtmp connections per address limit reached; closing");
+            metrics::counter!("weir_ingest_rejected_total", "reason" => "connections per address")
+                .increment(1);
             continue;
         };
         let (directory, config) = (directory.clone(), config.clone());
@@ -81,10 +115,41 @@ pub async fn serve<D: EventDirectory>(
                         tracing::warn!(error = %e, "rtmp connection closed on error");
                     }
                 }
-                drop(permit);
+                drop((permit, from_ip));
             }
             .instrument(span),
         );
+    }
+}
+
+/// Connections per client address.
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection's slot in [`PerIp`], freed on drop.
+struct IpSlot(Arc<PerIp>, std::net::IpAddr);
+
+impl PerIp {
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -99,6 +164,8 @@ struct Connection<D: EventDirectory> {
     clock: Unwrapper,
     /// The publisher's bit rate against its event's limit, from the accepted publish on.
     meter: Option<IngestMeter>,
+    /// When the last audio or video message arrived (or the publish was authorized).
+    last_media: tokio::time::Instant,
 }
 
 impl<D: EventDirectory> Connection<D> {
@@ -116,43 +183,68 @@ impl<D: EventDirectory> Connection<D> {
             publisher: None,
             clock: Unwrapper::new(WRAP_32),
             meter: None,
+            last_media: tokio::time::Instant::now(),
         }
     }
 
     async fn run(mut self) -> Result<(), IngestError> {
         let _ = self.stream.set_nodelay(true);
+        let connected = tokio::time::Instant::now();
         let leftover = tokio::time::timeout(self.config.handshake_timeout, self.handshake())
             .await
             .map_err(|_| IngestError::Timeout("handshake"))??;
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
             .map_err(|e| IngestError::Protocol(format!("session setup: {e:?}")))?;
         self.apply(&mut session, initial).await?;
-        if !leftover.is_empty() {
-            let results = session
-                .handle_input(&leftover)
-                .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
-            if self.apply(&mut session, results).await? {
-                return Ok(());
-            }
-        }
+        // What the peer may make us hold is bounded before rml_rtmp sees a byte.
+        let mut guard = ChunkGuard::new(PRE_AUTH_MAX_MESSAGE, self.config.max_chunk_size);
+        let violation = |v: ChunkViolation| IngestError::Protocol(v.to_string());
+        let mut pre_auth_bytes = 0;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut input = leftover;
         loop {
-            let n = tokio::time::timeout(self.config.idle_timeout, self.stream.read(&mut buf))
+            if !input.is_empty() {
+                if self.publisher.is_none() {
+                    pre_auth_bytes += input.len();
+                    if pre_auth_bytes > PRE_AUTH_BYTES {
+                        return Err(IngestError::Protocol(
+                            "too many bytes before the publish was authorized".into(),
+                        ));
+                    }
+                }
+                guard.check(&input).map_err(violation)?;
+                self.meter(input.len())?;
+                if self.publisher.as_ref().is_some_and(|p| p.revoked()) {
+                    return Err(IngestError::Revoked);
+                }
+                let authorized = self.publisher.is_some();
+                let results = session
+                    .handle_input(&input)
+                    .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
+                if self.apply(&mut session, results).await? {
+                    return Ok(());
+                }
+                if !authorized && self.publisher.is_some() {
+                    guard.set_max_message(self.config.max_message_bytes);
+                    self.last_media = tokio::time::Instant::now();
+                }
+            }
+            // Before the publish: the authorization deadline; after: media must keep coming.
+            let (deadline, what) = if self.publisher.is_some() {
+                (self.last_media + self.config.idle_timeout, "idle publisher")
+            } else {
+                (
+                    connected + self.config.auth_timeout,
+                    "publish not authorized in time",
+                )
+            };
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
                 .await
-                .map_err(|_| IngestError::Timeout("idle publisher"))??;
+                .map_err(|_| IngestError::Timeout(what))??;
             if n == 0 {
                 return Err(IngestError::ClientClosed);
             }
-            self.meter(n)?;
-            if self.publisher.as_ref().is_some_and(|p| p.revoked()) {
-                return Err(IngestError::Revoked);
-            }
-            let results = session
-                .handle_input(&buf[..n])
-                .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
-            if self.apply(&mut session, results).await? {
-                return Ok(());
-            }
+            input = buf[..n].to_vec();
         }
     }
 
@@ -172,13 +264,13 @@ impl<D: EventDirectory> Connection<D> {
                 .map_err(|e| IngestError::Protocol(format!("handshake: {e:?}")))?
             {
                 HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.stream.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                 }
                 HandshakeProcessResult::Completed {
                     response_bytes,
                     remaining_bytes,
                 } => {
-                    self.stream.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                     return Ok(remaining_bytes);
                 }
             }
@@ -195,9 +287,7 @@ impl<D: EventDirectory> Connection<D> {
         let mut pending = std::collections::VecDeque::from(results);
         while let Some(result) = pending.pop_front() {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    self.stream.write_all(&packet.bytes).await?
-                }
+                ServerSessionResult::OutboundResponse(packet) => self.write(&packet.bytes).await?,
                 ServerSessionResult::RaisedEvent(event) => {
                     if let Some(more) = self.on_event(session, event).await? {
                         pending.extend(more);
@@ -284,6 +374,7 @@ impl<D: EventDirectory> Connection<D> {
                 data, timestamp, ..
             } => {
                 let ms = self.clock.unwrap(u64::from(timestamp.value));
+                self.last_media = tokio::time::Instant::now();
                 self.media(flv::parse_video(ms, data));
                 Ok(None)
             }
@@ -291,6 +382,7 @@ impl<D: EventDirectory> Connection<D> {
                 data, timestamp, ..
             } => {
                 let ms = self.clock.unwrap(u64::from(timestamp.value));
+                self.last_media = tokio::time::Instant::now();
                 self.media(flv::parse_audio(ms, data));
                 Ok(None)
             }
@@ -335,10 +427,19 @@ impl<D: EventDirectory> Connection<D> {
         }
     }
 
+    /// Writes to the peer, bounded by the write timeout (a peer that stops reading is
+    /// dropped rather than holding the task).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
+        tokio::time::timeout(self.config.write_timeout, self.stream.write_all(bytes))
+            .await
+            .map_err(|_| IngestError::Timeout("write"))??;
+        Ok(())
+    }
+
     async fn send(&mut self, results: Vec<ServerSessionResult>) -> Result<(), IngestError> {
         for r in results {
             if let ServerSessionResult::OutboundResponse(packet) = r {
-                self.stream.write_all(&packet.bytes).await?;
+                self.write(&packet.bytes).await?;
             }
         }
         let _ = self.stream.flush().await;

@@ -55,12 +55,18 @@ fn an_encrypted_event_plays_across_key_rotations_and_a_reconnect() {
     );
     // Two publisher sessions of 16 s each (2 s GOPs): a reconnect, a rotation every 2 segments.
     let file = flv(BBB, 3, true);
-    for _ in 0..2 {
+    for round in 1..=2 {
         let (ok, err) = finish(
             publish(&file, &weir.publish_url(STREAM_KEY), false),
             Duration::from_secs(60),
         );
         assert!(ok, "{err}");
+        // The next publisher comes once weir has seen this one go.
+        wait_for(
+            "the publisher session ended",
+            Duration::from_secs(10),
+            || (weir.log().matches("publisher session ended").count() >= round).then_some(()),
+        );
     }
     let token = hand_token("k1", SECRET, unix_now() + 600, "it", "");
     let media_url = with_token(&weir.edge_url("/live/it/source/index.m3u8"), &token);

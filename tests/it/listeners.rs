@@ -42,31 +42,14 @@ fn answer(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the server closed `s` (EOF or reset) within 20 s.
-fn closed(s: &mut TcpStream) -> bool {
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut buf = [0u8; 256];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => {
-                return !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                )
-            }
-        }
-    }
-}
-
 fn raise_file_limit() {
     rlimit::increase_nofile_limit(8_192).expect("raise the open-file limit");
 }
 
 #[test]
 fn slowloris_connections_are_closed_at_the_header_timeout_while_viewers_are_served() {
+    // 2,000 connections at once keep both cores busy for a moment: not beside a timed test.
+    let _slot = transcode_slot();
     raise_file_limit();
     let weir = Weir::serve(
         "[edge.http]\nheader_read_timeout_ms = 2000\nmax_connections = 5000\nmax_connections_per_ip = 0\n",
@@ -92,7 +75,7 @@ fn slowloris_connections_are_closed_at_the_header_timeout_while_viewers_are_serv
         let f = get(&weir.edge_url(&format!("/live/it/source/{}", s.uri)));
         assert_eq!(f.status, 200);
     }
-    let still = slow.iter_mut().map(closed).filter(|c| !c).count();
+    let still = slow.iter_mut().map(closed_by_peer).filter(|c| !c).count();
     assert_eq!(still, 0, "half-sent requests still open after 20 s");
     assert!(
         started.elapsed() >= Duration::from_millis(1_500),

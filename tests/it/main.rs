@@ -18,5 +18,6 @@ mod live;
 mod lowlatency;
 mod player;
 mod reconnect;
+mod rtmp_bounds;
 mod srt;
 mod timeline;

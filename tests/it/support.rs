@@ -627,13 +627,30 @@ pub(crate) fn last_part(text: &str) -> Option<(u64, u32, String)> {
 /// Publishes FLV `tags` (kind 8/9, RTMP timestamp in ms, body) to weir's RTMP listener at
 /// `addr` with rml_rtmp's client session, as fast as the socket takes them, with exactly the
 /// timestamps given (ffmpeg's FLV muxer cannot send timestamps past 2^31 ms).
-pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, bytes::Bytes)]) {
+/// Whether the peer (weir) closed `s` within 20 s: EOF or a reset, reading and discarding
+/// what it sends meanwhile.
+pub(crate) fn closed_by_peer(s: &mut std::net::TcpStream) -> bool {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+/// Connects to weir's RTMP listener at `addr` and completes the RTMP handshake (as a
+/// client, with rml_rtmp); the stream and any bytes read past the handshake.
+pub(crate) fn rtmp_handshake(addr: SocketAddr) -> (std::net::TcpStream, Vec<u8>) {
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-    use rml_rtmp::sessions::{
-        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-        PublishRequestType,
-    };
-    use rml_rtmp::time::RtmpTimestamp;
     use std::io::Write;
 
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -661,6 +678,19 @@ pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, b
             }
         }
     };
+    (stream, leftover)
+}
+
+pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, bytes::Bytes)]) {
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+    use rml_rtmp::time::RtmpTimestamp;
+    use std::io::Write;
+
+    let (mut stream, leftover) = rtmp_handshake(addr);
+    let mut buf = vec![0u8; 16 * 1024];
     let (mut session, initial) = ClientSession::new(ClientSessionConfig::new()).unwrap();
     let send = |stream: &mut std::net::TcpStream, results: Vec<ClientSessionResult>| {
         let mut events = Vec::new();
