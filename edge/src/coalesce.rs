@@ -21,6 +21,16 @@ pub(crate) struct Cached {
     /// How long it may be served from the cache; `None`: not stored (shared with the viewers
     /// that waited on the fetch, then forgotten).
     pub(crate) ttl: Option<Duration>,
+    /// The body's strong ETag, computed on first use.
+    pub(crate) etag: std::sync::OnceLock<http::HeaderValue>,
+}
+
+impl Cached {
+    /// The ETag of the body as fetched ([`crate::conditional::etag_of`]), computed once.
+    pub(crate) fn etag(&self) -> &http::HeaderValue {
+        self.etag
+            .get_or_init(|| crate::conditional::etag_of(&self.fetched.body))
+    }
 }
 
 /// What a fetch gives every viewer that waited on it.
@@ -144,6 +154,7 @@ impl Coalescer {
                 fetched,
                 fetched_at: Instant::now(),
                 ttl,
+                etag: Default::default(),
             })
         });
         if let Ok(cached) = &outcome {

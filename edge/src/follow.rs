@@ -156,6 +156,7 @@ impl Followers {
                         fetched,
                         fetched_at: Instant::now(),
                         ttl: Some(blocking_timeout),
+                        etag: Default::default(),
                     });
                     coalescer.store(path.to_string(), swapped.clone());
                     current = Some(swapped);
@@ -181,6 +182,7 @@ impl Followers {
                         fetched: last.fetched.clone(),
                         fetched_at: last.fetched_at,
                         ttl: Some(ttl),
+                        etag: Default::default(),
                     }),
                 ),
                 _ => coalescer.cache.invalidate(path),

@@ -19,7 +19,8 @@
 //!        --> 6 upstream: bounded by a timeout, a longer one for blocking playlist requests;
 //!              502 unreachable, 504 too slow; TTL from the upstream's Cache-Control
 //!        --> 7 response: Age, X-Cache, CORS exposing Age; a playlist of a token-protected
-//!              event gets the viewer's token in every URI, on the way out
+//!              event gets the viewer's token in every URI, on the way out; ETag and
+//!              If-None-Match (304), Range on media (206/416); gzip/br for playlists
 //! ```
 //!
 //! The cache is moka's, weighed in body bytes against a capacity; each entry lives for the
@@ -34,6 +35,7 @@ mod audience;
 mod cache_key;
 mod client_addr;
 mod coalesce;
+mod conditional;
 mod follow;
 mod geo;
 mod policy;

@@ -1,35 +1,101 @@
 //! Phase 7, the response: the cached (or just fetched) upstream answer with its
 //! `Content-Type` and `Cache-Control`, `Age` (the upstream's plus the time cached), `X-Cache`
 //! (`HIT`, or `MISS` for a fetched or coalesced answer), and, for a playlist of an event
-//! that requires tokens, the viewer's token in every URI ([`crate::rewrite`]).
+//! that requires tokens, the viewer's token in every URI ([`crate::rewrite`]); a strong
+//! `ETag` with `If-None-Match` answered `304`, and `Range` on media objects
+//! ([`crate::conditional`]).
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::header::{HeaderValue, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE,
+};
+use http::{HeaderMap, StatusCode};
 
 use crate::coalesce::Cached;
+use crate::conditional::{etag_of, none_match, range, Ranged};
 use crate::rewrite::with_token;
 
-/// The answer to a viewer from `cached`; `token` is added to a playlist's URIs.
-pub(crate) fn response(
-    cached: &Cached,
-    cache_status: &'static str,
-    head: bool,
-    token: Option<&str>,
-) -> Response {
+/// How one answer is shaped besides the cached object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape<'a> {
+    /// `HEAD`: headers only.
+    pub(crate) head: bool,
+    /// Added to every URI of a playlist.
+    pub(crate) token: Option<&'a str>,
+    /// The viewer's request headers, for `If-None-Match` and `Range`; `None`: unconditional.
+    pub(crate) request: Option<&'a HeaderMap>,
+    /// A media object (segment, part, init): `Range` is honoured.
+    pub(crate) media: bool,
+}
+
+impl Shape<'_> {
+    /// The object as it is: no conditions, ranges or token.
+    pub(crate) fn plain() -> Shape<'static> {
+        Shape {
+            head: false,
+            token: None,
+            request: None,
+            media: false,
+        }
+    }
+}
+
+/// The answer to a viewer from `cached`.
+pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape<'_>) -> Response {
     let f = &cached.fetched;
-    let body = match (token, std::str::from_utf8(&f.body)) {
-        (Some(t), Ok(text)) if f.status.is_success() => Bytes::from(with_token(text, t)),
-        _ => f.body.clone(),
+    let rewritten = match (shape.token, std::str::from_utf8(&f.body)) {
+        (Some(t), Ok(text)) if f.status.is_success() => Some(Bytes::from(with_token(text, t))),
+        _ => None,
     };
+    let mut status = f.status;
+    let mut body = rewritten.clone().unwrap_or_else(|| f.body.clone());
+    let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    if let (StatusCode::OK, Some(request)) = (f.status, shape.request) {
+        let etag = match &rewritten {
+            Some(b) => etag_of(b),
+            None => cached.etag().clone(),
+        };
+        let revalidated = none_match(request.get(IF_NONE_MATCH), &etag);
+        extra.push((ETAG, etag));
+        if revalidated {
+            status = StatusCode::NOT_MODIFIED;
+            body = Bytes::new();
+        } else if shape.media {
+            extra.push((ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+            let len = body.len() as u64;
+            match range(request.get(RANGE), len) {
+                Ranged::Whole => {}
+                Ranged::Part { start, end } => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    body = body.slice(start as usize..=end as usize);
+                    extra.push((
+                        CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                            .unwrap_or(HeaderValue::from_static("bytes */0")),
+                    ));
+                }
+                Ranged::Unsatisfiable => {
+                    status = StatusCode::RANGE_NOT_SATISFIABLE;
+                    body = Bytes::new();
+                    extra.push((
+                        CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes */{len}"))
+                            .unwrap_or(HeaderValue::from_static("bytes */0")),
+                    ));
+                }
+            }
+        }
+    }
     let length = body.len();
-    let mut r = Response::new(if head {
+    let mut r = Response::new(if shape.head || status == StatusCode::NOT_MODIFIED {
         Body::empty()
     } else {
         Body::from(body)
     });
-    *r.status_mut() = f.status;
+    *r.status_mut() = status;
     let h = r.headers_mut();
     if let Some(v) = &f.content_type {
         h.insert(CONTENT_TYPE, v.clone());
@@ -37,7 +103,12 @@ pub(crate) fn response(
     if let Some(v) = &f.cache_control {
         h.insert(CACHE_CONTROL, v.clone());
     }
-    h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    if status != StatusCode::NOT_MODIFIED {
+        h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    for (k, v) in extra {
+        h.insert(k, v);
+    }
     let age = f.age + cached.fetched_at.elapsed().as_secs();
     h.insert(AGE, HeaderValue::from(age));
     h.insert(

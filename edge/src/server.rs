@@ -23,7 +23,7 @@ use crate::coalesce::{Coalescer, FetchRole};
 use crate::follow::Followers;
 use crate::geo::Geo;
 use crate::policy::Policies;
-use crate::response::response;
+use crate::response::{response, Shape};
 use crate::sharing::TokenSharing;
 use crate::upstream::Upstream;
 
@@ -156,7 +156,42 @@ pub fn router(config: EdgeConfig) -> Result<Router, String> {
             .unwrap_or(HeaderValue::from_static("*")),
         config,
     });
-    Ok(Router::new().fallback(handle).with_state(state))
+    Ok(Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(playlist_compression()))
+}
+
+/// Whether a response may be compressed, from its status, version, headers and extensions.
+type ResponseTest = fn(StatusCode, http::Version, &http::HeaderMap, &http::Extensions) -> bool;
+
+/// The edge's compression: playlists of a size worth it.
+type PlaylistCompression = tower_http::compression::CompressionLayer<
+    tower_http::compression::predicate::And<
+        tower_http::compression::predicate::SizeAbove,
+        ResponseTest,
+    >,
+>;
+
+/// gzip or br (as the viewer's `Accept-Encoding` prefers) for playlists of 256 bytes or more;
+/// media objects are sent as they are (compressing video gains nothing).
+fn playlist_compression() -> PlaylistCompression {
+    use tower_http::compression::predicate::{Predicate, SizeAbove};
+    fn playlist(
+        _: StatusCode,
+        _: http::Version,
+        h: &http::HeaderMap,
+        _: &http::Extensions,
+    ) -> bool {
+        h.get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/vnd.apple.mpegurl"))
+    }
+    let predicate = SizeAbove::new(256).and(playlist as ResponseTest);
+    tower_http::compression::CompressionLayer::new()
+        .no_deflate()
+        .no_zstd()
+        .compress_when(predicate)
 }
 
 async fn handle(
@@ -223,7 +258,7 @@ async fn policy_for_edge(
         "MISS"
     };
     let cached = outcome?;
-    Ok(response(&cached, status, false, None))
+    Ok(response(&cached, status, Shape::plain()))
 }
 
 /// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
@@ -245,7 +280,7 @@ async fn content_key(state: &EdgeState, event: &str, id: &str) -> Result<Respons
         .increment(1);
     match cached.fetched.status {
         StatusCode::OK if cached.fetched.body.len() == 16 => {
-            let mut r = response(&cached, "MISS", false, None);
+            let mut r = response(&cached, "MISS", Shape::plain());
             let h = r.headers_mut();
             h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
             h.insert(
@@ -344,8 +379,12 @@ async fn respond(
     let r = response(
         &cached,
         status,
-        method == Method::HEAD,
-        token.filter(|_| playlist),
+        Shape {
+            head: method == Method::HEAD,
+            token: token.filter(|_| playlist),
+            request: Some(headers),
+            media: !playlist,
+        },
     );
     if method != Method::HEAD {
         let sent = r

@@ -143,3 +143,57 @@ fn a_standalone_edge_serves_metrics_and_logs_json() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+#[test]
+fn etags_ranges_and_compressed_playlists() {
+    let weir = Weir::serve("");
+    let url = publish_once_first_segment(&weir);
+    let whole = get(&url);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let etag = whole.header("etag").expect("an ETag").to_string();
+    // Revalidation: 304, no body; another tag: the object.
+    let again = get_with(&url, &[("if-none-match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(
+        get_with(&url, &[("if-none-match", "\"other\"")]).status,
+        200
+    );
+    // Ranges: the first 100 bytes, the last 10, and one past the end.
+    let len = whole.body.len();
+    let first = get_with(&url, &[("range", "bytes=0-99")]);
+    assert_eq!(first.status, 206);
+    assert_eq!(first.body, whole.body[..100]);
+    assert_eq!(
+        first.header("content-range"),
+        Some(format!("bytes 0-99/{len}").as_str())
+    );
+    let last = get_with(&url, &[("range", "bytes=-10")]);
+    assert_eq!(
+        (last.status, &last.body[..]),
+        (206, &whole.body[len - 10..])
+    );
+    let past = get_with(&url, &[("range", &format!("bytes={len}-"))]);
+    assert_eq!(past.status, 416);
+    assert_eq!(
+        past.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    // Playlists are compressed for viewers that accept it; segments never are.
+    for path in ["/live/it/master.m3u8", "/live/it/source/index.m3u8"] {
+        let plain = get(&weir.edge_url(path));
+        let gz = get_with(&weir.edge_url(path), &[("accept-encoding", "gzip")]);
+        if plain.body.len() >= 256 {
+            assert_eq!(gz.header("content-encoding"), Some("gzip"), "{path}");
+            assert!(gz.body.len() < plain.body.len(), "{path}");
+        }
+        let br = get_with(&weir.edge_url(path), &[("accept-encoding", "br")]);
+        if plain.body.len() >= 256 {
+            assert_eq!(br.header("content-encoding"), Some("br"), "{path}");
+        }
+    }
+    let seg = get_with(&url, &[("accept-encoding", "gzip, br")]);
+    assert_eq!(seg.header("content-encoding"), None);
+    assert_eq!(seg.body.len(), len);
+}

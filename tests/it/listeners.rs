@@ -262,13 +262,7 @@ fn the_edge_speaks_http2_over_tls_and_h2c_and_reloads_its_certificate() {
 #[test]
 fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
     let mut weir = Weir::serve("");
-    let (ok, err) = finish(
-        publish(&flv(BBB, 1, true), &weir.publish_url(STREAM_KEY), false),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "{err}");
-    let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
-    let url = weir.edge_url(&format!("/live/it/source/{}", playlist.segments[0].uri));
+    let url = publish_once_first_segment(&weir);
     let size = get(&url).body.len();
     assert!(
         size > 200_000,

@@ -347,7 +347,20 @@ pub(crate) fn get(url: &str) -> Fetched {
 }
 
 pub(crate) fn try_get(url: &str) -> Result<Fetched, ureq::Error> {
-    let mut r = agent().get(url).call()?;
+    try_get_with(url, &[])
+}
+
+/// A GET of `url` with extra request `headers`.
+pub(crate) fn get_with(url: &str, headers: &[(&str, &str)]) -> Fetched {
+    try_get_with(url, headers).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+fn try_get_with(url: &str, headers: &[(&str, &str)]) -> Result<Fetched, ureq::Error> {
+    let mut request = agent().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut r = request.call()?;
     let headers = r
         .headers()
         .iter()
@@ -364,6 +377,18 @@ pub(crate) fn try_get(url: &str) -> Result<Fetched, ureq::Error> {
         headers,
         body,
     })
+}
+
+/// Publishes the BBB clip once (as fast as it goes) to `weir`'s event `it` and returns the
+/// edge URL of its first segment.
+pub(crate) fn publish_once_first_segment(weir: &Weir) -> String {
+    let (ok, err) = finish(
+        publish(&flv(BBB, 1, true), &weir.publish_url(STREAM_KEY), false),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
+    weir.edge_url(&format!("/live/it/source/{}", playlist.segments[0].uri))
 }
 
 /// The media playlist at `url`, parsed with m3u8-rs.
