@@ -110,6 +110,7 @@ pub(crate) async fn run_edge(
         id: c.edge.id.clone(),
         access: c.access.clone(),
         key_secret,
+        stale_if_error: c.edge.stale_if_error,
     };
     let app = weir_edge::router(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
     let settings = http_settings("edge", &c.edge.http, base);

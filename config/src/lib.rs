@@ -154,6 +154,10 @@ pub struct EdgeSettings {
     pub blocking_timeout: Duration,
     /// `Access-Control-Allow-Origin` value. Default `*`.
     pub cors_allow_origin: String,
+    /// How long after a live playlist (or another object cached under a minute) expires its
+    /// last good copy still answers when the upstream fails or is too slow
+    /// (`X-Cache: STALE`). Default 10 000 ms, 0 (never)..=600 000.
+    pub stale_if_error: Duration,
     /// The listener's bounds and TLS (`[edge.http]`).
     pub http: HttpListenerSettings,
 }
@@ -251,6 +255,7 @@ struct RawEdge {
     upstream_timeout_ms: u64,
     blocking_timeout_ms: u64,
     cors_allow_origin: String,
+    stale_if_error_ms: u64,
     http: listener::RawHttp,
 }
 
@@ -265,6 +270,7 @@ impl Default for RawEdge {
             upstream_timeout_ms: 5_000,
             blocking_timeout_ms: 35_000,
             cors_allow_origin: "*".into(),
+            stale_if_error_ms: 10_000,
             http: listener::RawHttp::default(),
         }
     }
@@ -440,6 +446,12 @@ impl Config {
                     120_000,
                 )?,
                 cors_allow_origin: raw.edge.cors_allow_origin,
+                stale_if_error: ms(
+                    "edge.stale_if_error_ms",
+                    raw.edge.stale_if_error_ms,
+                    0,
+                    600_000,
+                )?,
                 http: raw.edge.http.validate("edge")?,
             },
             events,

@@ -23,6 +23,8 @@ pub(crate) struct Cached {
     pub(crate) ttl: Option<Duration>,
     /// The body's strong ETag, computed on first use.
     pub(crate) etag: std::sync::OnceLock<http::HeaderValue>,
+    /// A last good copy served because the upstream failed (`X-Cache: STALE`).
+    pub(crate) stale: bool,
 }
 
 impl Cached {
@@ -36,17 +38,18 @@ impl Cached {
 /// What a fetch gives every viewer that waited on it.
 pub(crate) type Outcome = Result<Arc<Cached>, EdgeError>;
 
-/// Per-entry lifetime: the TTL the upstream's `Cache-Control` gave.
-struct UpstreamTtl;
+/// Per-entry lifetime: the TTL the upstream's `Cache-Control` gave, plus a margin (zero for
+/// the cache itself; the stale-if-error window for last good copies).
+struct TtlPlus(Duration);
 
-impl Expiry<String, Arc<Cached>> for UpstreamTtl {
+impl Expiry<String, Arc<Cached>> for TtlPlus {
     fn expire_after_create(
         &self,
         _key: &String,
         value: &Arc<Cached>,
         _at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl.unwrap_or_default())
+        Some(value.ttl.unwrap_or_default() + self.0)
     }
 
     /// A replaced entry (a followed playlist's new version) lives by its own TTL, not the
@@ -58,33 +61,81 @@ impl Expiry<String, Arc<Cached>> for UpstreamTtl {
         _at: Instant,
         _remaining: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl.unwrap_or_default())
+        Some(value.ttl.unwrap_or_default() + self.0)
     }
 }
+
+/// The last-good-copy cache beside a cache of `capacity` bytes: an eighth of it.
+fn cache_of_stale(capacity: u64, window: Duration) -> Cache<String, Arc<Cached>> {
+    cache((capacity / 8).max(1024 * 1024), window)
+}
+
+/// A cache of `capacity` bytes (bodies and keys) whose entries live by [`TtlPlus`]`(margin)`.
+fn cache(capacity: u64, margin: Duration) -> Cache<String, Arc<Cached>> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .weigher(|key: &String, value: &Arc<Cached>| {
+            (key.len() + value.fetched.body.len() + 256)
+                .try_into()
+                .unwrap_or(u32::MAX)
+        })
+        .expire_after(TtlPlus(margin))
+        .build()
+}
+
+/// Objects cached for less than this also keep a last good copy for stale-if-error (live
+/// playlists and policies; segments live long in the cache itself).
+const STALE_COPY_BELOW: Duration = Duration::from_secs(60);
 
 /// The cache and the fetches in flight.
 pub(crate) struct Coalescer {
     pub(crate) cache: Cache<String, Arc<Cached>>,
+    /// Last good copies of short-lived objects, kept for the stale-if-error window after they
+    /// expire.
+    stale: Option<Cache<String, Arc<Cached>>>,
     inflight: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
     upstream: Upstream,
 }
 
 impl Coalescer {
-    pub(crate) fn new(capacity_bytes: u64, upstream: Upstream) -> Coalescer {
-        let cache = Cache::builder()
-            .max_capacity(capacity_bytes)
-            .weigher(|key: &String, value: &Arc<Cached>| {
-                (key.len() + value.fetched.body.len() + 256)
-                    .try_into()
-                    .unwrap_or(u32::MAX)
-            })
-            .expire_after(UpstreamTtl)
-            .build();
+    /// A cache of `capacity_bytes`; with a non-zero `stale_if_error`, a failed upstream fetch
+    /// of a short-lived object is answered with its last good copy if it expired less than
+    /// that long ago.
+    pub(crate) fn new(
+        capacity_bytes: u64,
+        upstream: Upstream,
+        stale_if_error: Duration,
+    ) -> Coalescer {
+        let cache = cache(capacity_bytes, Duration::ZERO);
+        let stale =
+            (!stale_if_error.is_zero()).then(|| cache_of_stale(capacity_bytes, stale_if_error));
         Coalescer {
             cache,
+            stale,
             inflight: Mutex::new(HashMap::new()),
             upstream,
         }
+    }
+
+    /// The last good copy of `key` (for a blocking playlist request, of the plain playlist)
+    /// marked stale, or `fallback`.
+    fn stale_or(&self, key: &str, fallback: Outcome) -> Outcome {
+        let plain = key.split('?').next().unwrap_or(key);
+        let Some(copy) = self
+            .stale
+            .as_ref()
+            .and_then(|s| s.get(key).or_else(|| s.get(plain)))
+        else {
+            return fallback;
+        };
+        metrics::counter!("weir_edge_stale_served_total").increment(1);
+        Ok(Arc::new(Cached {
+            fetched: copy.fetched.clone(),
+            fetched_at: copy.fetched_at,
+            ttl: None,
+            etag: Default::default(),
+            stale: true,
+        }))
     }
 
     /// The cached response for `key`, if fresh.
@@ -94,9 +145,13 @@ impl Coalescer {
 
     /// Stores `cached` under `key` (if it has a TTL).
     pub(crate) fn store(&self, key: String, cached: Arc<Cached>) {
-        if cached.ttl.is_some() {
-            self.cache.insert(key, cached);
+        let Some(ttl) = cached.ttl else {
+            return;
+        };
+        if let Some(stale) = self.stale.as_ref().filter(|_| ttl < STALE_COPY_BELOW) {
+            stale.insert(key.clone(), cached.clone());
         }
+        self.cache.insert(key, cached);
     }
 
     /// The response for `key`: from the cache, from a fetch in flight, or from a new fetch of
@@ -155,11 +210,18 @@ impl Coalescer {
                 fetched_at: Instant::now(),
                 ttl,
                 etag: Default::default(),
+                stale: false,
             })
         });
         if let Ok(cached) = &outcome {
             self.store(key.clone(), cached.clone());
         }
+        // The upstream failed: the last good copy, if it is recent enough (stale-if-error).
+        let outcome = match outcome {
+            Ok(c) if c.fetched.status.is_server_error() => self.stale_or(&key, Ok(c)),
+            Err(e) if e.is_retryable() => self.stale_or(&key, Err(e)),
+            other => other,
+        };
         self.inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())

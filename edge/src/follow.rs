@@ -157,6 +157,7 @@ impl Followers {
                         fetched_at: Instant::now(),
                         ttl: Some(blocking_timeout),
                         etag: Default::default(),
+                        stale: false,
                     });
                     coalescer.store(path.to_string(), swapped.clone());
                     current = Some(swapped);
@@ -183,6 +184,7 @@ impl Followers {
                         fetched_at: last.fetched_at,
                         ttl: Some(ttl),
                         etag: Default::default(),
+                        stale: false,
                     }),
                 ),
                 _ => coalescer.cache.invalidate(path),

@@ -111,9 +111,11 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
     }
     let age = f.age + cached.fetched_at.elapsed().as_secs();
     h.insert(AGE, HeaderValue::from(age));
-    h.insert(
-        "x-cache",
-        HeaderValue::from_static(if cache_status == "HIT" { "HIT" } else { "MISS" }),
-    );
+    let x_cache = match (cached.stale, cache_status) {
+        (true, _) => "STALE",
+        (false, "HIT") => "HIT",
+        _ => "MISS",
+    };
+    h.insert("x-cache", HeaderValue::from_static(x_cache));
     r
 }

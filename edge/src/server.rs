@@ -50,6 +50,9 @@ pub struct EdgeConfig {
     /// The secret sent for content keys when it is not the cluster secret: the one the
     /// origin of the same `weir serve` made for its own edge when none is configured.
     pub key_secret: Option<weir_config::ClusterSecret>,
+    /// How long after a short-lived object (a live playlist) expires its last good copy may
+    /// still answer when the upstream fails or times out (`X-Cache: STALE`); zero: never.
+    pub stale_if_error: Duration,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -143,7 +146,11 @@ pub fn router(config: EdgeConfig) -> Result<Router, String> {
         config.access.cluster_secret.clone(),
     ));
     let state = Arc::new(EdgeState {
-        coalescer: Arc::new(Coalescer::new(config.cache_capacity_bytes, upstream)),
+        coalescer: Arc::new(Coalescer::new(
+            config.cache_capacity_bytes,
+            upstream,
+            config.stale_if_error,
+        )),
         followers: Arc::new(Followers::new()),
         audience,
         access: Access {

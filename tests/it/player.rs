@@ -13,8 +13,17 @@ const SWITCH_SECS: u32 = 14;
 /// Seconds each low-latency player plays.
 const LL_SECS: u32 = 30;
 
-/// Runs tests/player/play.mjs on `master_url` and returns its report.
+/// Runs tests/player/play.mjs on `master_url` and returns its report, which must show no
+/// error and no stall.
 fn play(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
+    let report = play_through(master_url, seconds, mode);
+    assert_eq!(report["stalls"], 0, "a stall: {report}");
+    report
+}
+
+/// Runs tests/player/play.mjs on `master_url` and returns its report, which must show no
+/// fatal error (stalls are the caller's to judge).
+fn play_through(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/player/play.mjs");
     let out = Command::new("node")
         .arg(&script)
@@ -37,7 +46,6 @@ fn play(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
         "Chromium has no MSE/H.264: {report}"
     );
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
-    assert_eq!(report["stalls"], 0, "a stall: {report}");
     report
 }
 
@@ -209,4 +217,79 @@ fn hls_js_plays_low_latency_passthrough_encrypted_with_a_token_over_https_h2() {
 fn hls_js_plays_the_low_latency_ladder_through_the_edge() {
     let _slot = transcode_slot();
     plays_low_latency("default", &flv(BBB, 9, false), false);
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn hls_js_plays_on_through_a_3_s_origin_outage_on_stale_copies() {
+    let _slot = transcode_slot();
+    let origin = Weir::serve("[packager]\nwindow_segments = 10\n");
+    let mut publisher = publish(&flv(BBB, 9, true), &origin.publish_url(STREAM_KEY), true);
+    let edge = spawn(&[
+        "edge".into(),
+        "--upstream".into(),
+        origin.origin_url(""),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--upstream-timeout-ms".into(),
+        "1000".into(),
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    let master = wait_for_master(&edge);
+    let player = std::thread::spawn(move || play_through(&master, 24, "plain"));
+    // Once the player is fetching segments, the origin stops answering for 3 s (frozen, as
+    // a hung origin is), then comes back.
+    let metrics = format!("http://{}/metrics", edge.metrics.unwrap());
+    let sample = |name: &str, label: &str| {
+        get(&metrics)
+            .text()
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    wait_for(
+        "the player fetching segments",
+        Duration::from_secs(30),
+        || (sample("weir_edge_requests_total", "kind=\"segment\"") >= 2.0).then_some(()),
+    );
+    let pid = origin.pid();
+    let outage = std::time::Instant::now();
+    signal(pid, "STOP");
+    // Meanwhile, once the cached master playlist expires, a request for it gets the last
+    // good copy after the upstream timeout (1 s).
+    let master = edge.edge_url("/live/it/master.m3u8");
+    wait_for(
+        "a stale master playlist",
+        Duration::from_millis(2_500),
+        || {
+            let f = get(&master);
+            assert_eq!(f.status, 200);
+            (f.header("x-cache") == Some("STALE")).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed()));
+    signal(pid, "CONT");
+    let report = player.join().unwrap();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    assert!(
+        sample("weir_edge_stale_served_total", "") >= 1.0,
+        "the edge served no stale copy: {report}"
+    );
+    // It played on (a stall or two while the origin was gone is allowed, a fatal error not)
+    // and recovered: most of the 24 s were played.
+    let played = report["played"].as_f64().unwrap();
+    assert!(played >= 16.0, "played only {played} s: {report}");
+    eprintln!("origin outage: hls.js report {report}");
 }

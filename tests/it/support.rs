@@ -178,6 +178,11 @@ impl Weir {
         format!("http://{}{path}", self.origin.unwrap())
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM (a graceful stop).
     pub(crate) fn terminate(&self) {
         let ok = Command::new("kill")
