@@ -79,3 +79,17 @@ class Weir:
     def playlist(self, key, edge=False, rendition="source"):
         return f"http://{self.edge if edge else self.origin}/live/{key}/{rendition}/index.m3u8"
     def stop(self): self.proc.terminate(); self.proc.wait(10)
+
+
+class Varnish:
+    """varnishd on loopback in front of `origin` (host:port), default VCL, 256 MB of malloc."""
+
+    def __init__(self, d, origin):
+        self.port = free_port()
+        os.makedirs(d, exist_ok=True)
+        self.proc = subprocess.Popen(["varnishd", "-F", "-j", "none", "-n", f"{d}/varnish", "-a", f"127.0.0.1:{self.port}",
+                                      "-b", origin, "-s", "malloc,256m"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate(); self.proc.wait(10)

@@ -2,7 +2,7 @@
 # Installs what weir needs on a fresh Debian machine (root): FFmpeg's and libsrt's development
 # libraries (weir links the system FFmpeg, and libsrt for its SRT listener),
 # pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
-# ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module and
+# ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module, h2load and
 # wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
 # player test), curl (concurrent viewers in tests), Python's m3u8 package (LL-HLS checker),
 # and the SRT publishers the SRT tests use besides ffmpeg: srt-live-transmit (srt-tools) and
@@ -30,6 +30,7 @@ if [ "${1:-}" = "--bench" ]; then
   [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
   command -v wrk >/dev/null || need+=(wrk)
   command -v varnishd >/dev/null || need+=(varnish)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -26,7 +26,7 @@ import asyncio, json, os, re, statistics, subprocess, sys, tempfile, threading, 
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import ROOT, WEIR, Weir, fetch, free_port, wait_port  # noqa: E402
+from benchlib import ROOT, WEIR, Varnish, Weir, fetch, free_port, wait_port  # noqa: E402
 
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
 QUICK = "--quick" in sys.argv
@@ -76,18 +76,6 @@ http {{
 }}
 """)
         self.proc = subprocess.Popen(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-
-    def stop(self):
-        self.proc.terminate(); self.proc.wait(10)
-
-
-class Varnish:
-    def __init__(self, d, origin):
-        self.port = free_port()
-        os.makedirs(d, exist_ok=True)
-        self.proc = subprocess.Popen(["varnishd", "-F", "-j", "none", "-n", f"{d}/varnish", "-a", f"127.0.0.1:{self.port}",
-                                      "-b", origin, "-s", "malloc,256m"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def stop(self):

@@ -163,6 +163,10 @@ impl Coalescer {
         upstream_path: &str,
         timeout: Duration,
     ) -> (Outcome, FetchRole) {
+        // The common case, a hit, takes no lock of ours.
+        if let Some(hit) = self.cache.get(key) {
+            return (Ok(hit), FetchRole::Hit);
+        }
         let (mut rx, role) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             // Checked under the lock: a finished fetch is in the cache before it leaves the

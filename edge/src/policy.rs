@@ -10,7 +10,7 @@
 //! the upstream is away cannot be checked: 502.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -41,12 +41,16 @@ struct Known {
 /// The policies, by event.
 #[derive(Default)]
 pub(crate) struct Policies {
-    known: Mutex<HashMap<String, Known>>,
+    known: RwLock<HashMap<String, Known>>,
 }
 
 impl Policies {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Known>> {
+        self.known.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Known>> {
+        self.known.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `event`'s policy.
@@ -63,7 +67,7 @@ impl Policies {
     ) -> Result<Arc<AccessPolicy>, EdgeError> {
         let path = policy_path(event);
         // A recent failure: the last known policy, without asking.
-        if let Some(k) = self.lock().get(event) {
+        if let Some(k) = self.read().get(event) {
             if k.failed_at
                 .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
             {
@@ -97,6 +101,12 @@ impl Policies {
     }
 
     fn parsed(&self, event: &str, cached: Arc<Cached>) -> Result<Arc<AccessPolicy>, EdgeError> {
+        // The common case: the same cached object as last time, already parsed.
+        if let Some(k) = self.read().get(event) {
+            if Arc::ptr_eq(&k.from, &cached) && k.failed_at.is_none() {
+                return Ok(k.policy.clone());
+            }
+        }
         let mut known = self.lock();
         if let Some(k) = known.get_mut(event) {
             if Arc::ptr_eq(&k.from, &cached) {

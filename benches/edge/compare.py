@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""The edge under load, side by side in one run, on loopback (2 cores shared by everything).
+
+One `weir serve` (release build) origin with a passthrough event (the BBB clip looped in real
+time), and in front of it, each alone on the load in turn:
+- a standalone `weir edge` (plain HTTP), and one with TLS (`[edge.http] tls_cert_file`),
+- nginx proxy_cache (2 workers; plain, and TLS with HTTP/2),
+- varnish (plain).
+
+1. wrk -t2 -c64 for 10 s on a cached segment (about 0.8 MB) and on the cached master playlist,
+   over HTTP and over HTTPS (HTTP/1.1): requests/s and p99.
+2. h2load (nghttp2-client) over HTTPS + HTTP/2: 64 clients, 10 streams each, on the master
+   playlist and the segment (when h2load is installed).
+3. 10,000 idle viewer connections held open on the weir edge: its resident memory before
+   and with them.
+
+Targets (issue 11): cached segment >= 1.2x nginx req/s with p99 <= nginx's; cached playlist
+>= 1.5x nginx; the same over TLS and HTTP/2; 10,000 idle connections add < 200 MB.
+
+Usage: benches/edge/compare.py [--quick]
+(needs: scripts/setup.sh --bench, cargo build --release --bin weir)
+"""
+import os, re, resource, shutil, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ROOT, WEIR, Varnish, Weir, fetch, free_port, segments, wait_port  # noqa: E402
+
+CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
+QUICK = "--quick" in sys.argv
+SECS = 5 if QUICK else 10
+IDLE = 2_000 if QUICK else 10_000
+
+
+def cert(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return f"{d}/cert.pem", f"{d}/key.pem"
+
+
+def weir_edge(d, origin, tls=None):
+    os.makedirs(d, exist_ok=True)
+    conf = "[edge.http]\nmax_connections = 30000\nmax_connections_per_ip = 0\nheader_read_timeout_ms = 60000\n"
+    if tls:
+        conf += f'tls_cert_file = "{tls[0]}"\ntls_key_file = "{tls[1]}"\n'
+    open(f"{d}/edge.toml", "w").write(conf)
+    p = subprocess.Popen([WEIR, "edge", "--config", f"{d}/edge.toml", "--upstream", f"http://{origin}",
+                          "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    return p, re.search(r"edge=(\S+)", line).group(1)
+
+
+class Nginx:
+    def __init__(self, d, origin, tls):
+        self.port, self.tls_port = free_port(), free_port()
+        os.makedirs(f"{d}/cache", exist_ok=True)
+        loc = (f'location / {{ proxy_pass http://{origin}; proxy_cache c; proxy_cache_lock on; proxy_http_version 1.1;'
+               f' proxy_set_header Connection ""; proxy_cache_key $uri$is_args$args; }}')
+        open(f"{d}/nginx.conf", "w").write(f"""daemon off; user root; worker_processes 2; pid {d}/nginx.pid; error_log {d}/error.log;
+worker_rlimit_nofile 40000;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  proxy_cache_path {d}/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60s use_temp_path=off;
+  server {{ listen 127.0.0.1:{self.port}; {loc} }}
+  server {{ listen 127.0.0.1:{self.tls_port} ssl http2; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {loc} }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate(); self.proc.wait(10)
+
+
+def wrk(url):
+    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{SECS}s", "--latency", url], capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    m = re.search(r"99%\s+([0-9.]+)(us|ms|s)", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99, int(bad.group(1)) if bad else 0
+
+
+def h2load(url):
+    if not shutil.which("h2load"):
+        return None
+    out = subprocess.run(["h2load", "-c", "64", "-m", "10", "-t", "2", "-D", str(SECS), url],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"finished in .*?, ([0-9.]+) req/s", out)
+    fails = re.search(r"(\d+) failed", out)
+    return (float(m.group(1)) if m else 0.0), (int(fails.group(1)) if fails else -1)
+
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def idle_connections(addr, pid):
+    host, port = addr.rsplit(":", 1)
+    before = rss_mb(pid)
+    socks = []
+    for _ in range(IDLE):
+        s = socket.create_connection((host, int(port)))
+        socks.append(s)
+    time.sleep(2)  # let the edge accept and set up every connection before reading its RSS
+    during = rss_mb(pid)
+    for s in socks:
+        s.close()
+    return before, during
+
+
+def main():
+    if not os.path.exists(WEIR):
+        raise SystemExit("build first: cargo build --release --bin weir")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    d = tempfile.mkdtemp(prefix="weir-bench-edge-")
+    tls = cert(d)
+    origin = Weir(f"{d}/origin", ["e"], "passthrough")
+    pub = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", CLIP, "-c", "copy",
+                            "-f", "flv", origin.publish_url("e")])
+    procs = []
+    try:
+        for _ in range(200):
+            if len(segments(fetch(f"http://{origin.origin}/live/e/source/index.m3u8"))) >= 2:
+                break
+            time.sleep(0.1)
+        seg = segments(fetch(f"http://{origin.origin}/live/e/source/index.m3u8"))[0][0]
+        plain_edge, plain_addr = weir_edge(f"{d}/edge", origin.origin)
+        tls_edge, tls_addr = weir_edge(f"{d}/edge-tls", origin.origin, tls)
+        procs += [plain_edge, tls_edge]
+        nginx = Nginx(f"{d}/nginx", origin.origin, tls)
+        varnish = Varnish(f"{d}/varnish", origin.origin)
+        systems = {
+            "weir edge": (f"http://{plain_addr}", f"https://{tls_addr}"),
+            "nginx proxy_cache": (f"http://127.0.0.1:{nginx.port}", f"https://127.0.0.1:{nginx.tls_port}"),
+            "varnish": (f"http://127.0.0.1:{varnish.port}", None),
+        }
+        objects = {"segment": f"/live/e/source/{seg}", "master playlist": "/live/e/master.m3u8"}
+        # Warm every cache.
+        for plain, secure in systems.values():
+            for path in objects.values():
+                subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", plain + path])
+                if secure:
+                    subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", secure + path])
+        print("## wrk -t2 -c64, cached objects (req/s, p99 ms)\n")
+        print("| object | protocol | " + " | ".join(systems) + " |")
+        print("|---|---|" + "---|" * len(systems))
+        for obj, path in objects.items():
+            for proto, idx in (("HTTP/1.1", 0), ("HTTPS (HTTP/1.1)", 1)):
+                cells = []
+                for name, urls in systems.items():
+                    if urls[idx] is None:
+                        cells.append("-")
+                        continue
+                    rps, p99, bad = wrk(urls[idx] + path)
+                    cells.append(f"{rps:,.0f} / {p99:.1f}" + (f" ({bad} errors)" if bad else ""))
+                print(f"| {obj} | {proto} | " + " | ".join(cells) + " |")
+        if shutil.which("h2load"):
+            print("\n## h2load -c64 -m10, HTTPS + HTTP/2 (req/s, failed)\n")
+            print("| object | weir edge | nginx |")
+            print("|---|---|---|")
+            for obj, path in objects.items():
+                w = h2load(systems["weir edge"][1] + path)
+                n = h2load(systems["nginx proxy_cache"][1] + path)
+                print(f"| {obj} | {w[0]:,.0f} ({w[1]}) | {n[0]:,.0f} ({n[1]}) |")
+        before, during = idle_connections(plain_addr, plain_edge.pid)
+        print(f"\n## {IDLE:,} idle connections on the weir edge\n")
+        print(f"RSS {before:.0f} MB before, {during:.0f} MB with them: +{during - before:.0f} MB "
+              f"({1024 * (during - before) / IDLE:.1f} KiB per connection)")
+        nginx.stop(); varnish.stop()
+    finally:
+        for p in procs:
+            p.kill()
+        pub.kill()
+        origin.proc.kill()
+
+
+if __name__ == "__main__":
+    main()
