@@ -148,7 +148,12 @@ impl Coalescer {
         let Some(ttl) = cached.ttl else {
             return;
         };
-        if let Some(stale) = self.stale.as_ref().filter(|_| ttl < STALE_COPY_BELOW) {
+        let good = cached.fetched.status == http::StatusCode::OK;
+        if let Some(stale) = self
+            .stale
+            .as_ref()
+            .filter(|_| good && ttl < STALE_COPY_BELOW)
+        {
             stale.insert(key.clone(), cached.clone());
         }
         self.cache.insert(key, cached);

@@ -28,9 +28,10 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     /// How long the response may be cached: `max-age` minus `Age`; `None` when it may not be
-    /// stored by a shared cache (RFC 9111 §3, §5.2.2).
+    /// stored by a shared cache (RFC 9111 §3, §5.2.2). A `200`, or a `404` with an explicit
+    /// `max-age` (negative caching, RFC 9111 §4.2.2); nothing else.
     pub(crate) fn ttl(&self) -> Option<Duration> {
-        if self.status != StatusCode::OK {
+        if self.status != StatusCode::OK && self.status != StatusCode::NOT_FOUND {
             return None;
         }
         let cc = self.cache_control.as_ref()?.to_str().ok()?;
@@ -168,6 +169,11 @@ mod tests {
         assert_eq!(fetched(200, "max-age=3", 3).ttl(), None);
         assert_eq!(fetched(200, "private, max-age=60", 0).ttl(), None);
         assert_eq!(fetched(200, "no-store", 0).ttl(), None);
-        assert_eq!(fetched(404, "max-age=60", 0).ttl(), None);
+        assert_eq!(
+            fetched(404, "max-age=1", 0).ttl(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(fetched(404, "no-store", 0).ttl(), None);
+        assert_eq!(fetched(502, "max-age=60", 0).ttl(), None);
     }
 }

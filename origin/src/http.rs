@@ -78,6 +78,17 @@ async fn object<S: Store>(
 ) -> Response {
     let mut response = match respond(&state, &method, &uri).await {
         Ok(r) => r,
+        // A playlist that does not exist yet (an event not started, a rendition not yet
+        // published): caches may keep the 404 for a second, so a crowd waiting for the start
+        // does not reach the origin with every poll.
+        Err(OriginError::NotFound)
+            if matches!(
+                Route::parse(uri.path()),
+                Some(Route::Master(_) | Route::MediaPlaylist(..))
+            ) =>
+        {
+            not_yet()
+        }
         Err(e) => e.into_response(),
     };
     let h = response.headers_mut();
@@ -144,6 +155,15 @@ async fn respond<S: Store>(
     metrics::counter!("weir_origin_requests_total", "kind" => route.kind(), "status" => status)
         .increment(1);
     result
+}
+
+/// `404` that caches may keep for a second (RFC 9111 §4.2.2: an explicit `max-age` makes
+/// a 404 storable).
+fn not_yet() -> Response {
+    let mut r = (StatusCode::NOT_FOUND, "not found\n").into_response();
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=1"));
+    r
 }
 
 /// How long a blocking request may be held: three target durations (RFC 8216bis §6.2.5.2).

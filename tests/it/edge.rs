@@ -193,6 +193,12 @@ fn etags_ranges_and_compressed_playlists() {
             assert_eq!(br.header("content-encoding"), Some("br"), "{path}");
         }
     }
+    // A playlist that does not exist (yet): 404, kept by the edge for a second (the origin
+    // says max-age=1), so the next request does not reach the origin.
+    let nope = weir.edge_url("/live/it/1440p/index.m3u8");
+    assert_eq!(get(&nope).status, 404);
+    let again = get(&nope);
+    assert_eq!((again.status, again.header("x-cache")), (404, Some("HIT")));
     let seg = get_with(&url, &[("accept-encoding", "gzip, br")]);
     assert_eq!(seg.header("content-encoding"), None);
     assert_eq!(seg.body.len(), len);

@@ -355,7 +355,13 @@ async fn event_access<S: Store>(
             Json(options),
         )
             .into_response(),
-        None => ApiError::not_found().into_response(),
+        // An unknown event's 404 may be kept by edges for a second: a flood of requests for
+        // made-up events reaches the origin once a second per name at most.
+        None => (
+            [(header::CACHE_CONTROL, "public, max-age=1")],
+            ApiError::not_found(),
+        )
+            .into_response(),
     }
 }
 
