@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 
+/// The header that carries the cluster secret on an edge's internal requests to the origin
+/// (`/internal/...`).
+pub const CLUSTER_SECRET_HEADER: &str = "x-weir-cluster-secret";
+
 /// Server-wide viewer access settings (`[access]`), used by the edge, the origin and
 /// `weir token`.
 #[derive(Clone, Debug, Default)]

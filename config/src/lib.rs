@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 pub use access::{
     parse_cidr, AccessOptions, AccessPolicy, AccessSettings, ClusterSecret, CountryCode, GeoRule,
-    GeoUnknown, TokenKey,
+    GeoUnknown, TokenKey, CLUSTER_SECRET_HEADER,
 };
 pub use control::{AdminToken, ControlSettings, HookSecret, HookSettings};
 pub use encryption::{Encryption, KeyEncryptionKeyBytes, DEFAULT_KEY_ROTATION_SEGMENTS};

@@ -62,8 +62,7 @@ pub struct Control<S: Store> {
     keys: Arc<weir_drm::KeyStore>,
 }
 
-/// The header that carries the cluster secret on edges' internal requests.
-pub const CLUSTER_SECRET_HEADER: &str = "x-weir-cluster-secret";
+pub use weir_config::CLUSTER_SECRET_HEADER;
 
 /// An admin token the API accepts.
 #[derive(Clone, Debug)]

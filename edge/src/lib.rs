@@ -53,6 +53,4 @@ pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
 pub use server::{router, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 
-/// The header that carries the cluster secret on internal requests from edges to the origin
-/// (`[access] cluster_secret`).
-pub const CLUSTER_SECRET_HEADER: &str = "x-weir-cluster-secret";
+pub use weir_config::CLUSTER_SECRET_HEADER;

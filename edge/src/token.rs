@@ -217,11 +217,7 @@ pub fn verify(
     }
     if let Some(net) = claims.ip {
         // An IPv4 viewer reached over IPv6 (::ffff:a.b.c.d) is the IPv4 viewer.
-        let client = match client {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-            v4 => v4,
-        };
-        if !net.contains(&client) {
+        if !net.contains(&crate::client_addr::canonical(client)) {
             return Err(TokenError::WrongAddress);
         }
     }
