@@ -9,7 +9,9 @@
 // The report: { supported, levels: [{height, bitrate}], switches: [level...], stalls, protocols,
 // errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
 // playlists, segments, keys, all, tokened} } where `played` is media seconds played, `stalls` counts
-// BUFFER_STALLED_ERROR events and `waiting` events after playback began, `latency` is what
+// hls.js BUFFER_STALLED_ERROR events and media `waiting` events after playback began, but for
+// those under 250 ms within a second of a level switch (`brief` counts those; `stallLog` lists them all: when, at which level,
+// how much was buffered, how long; `switchLog` says when each level switch happened), `latency` is what
 // hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
 // 5 s, and `requests` counts the player's HTTP requests by kind (blocking = with _HLS_msn;
 // keys = AES-128 key requests; tokened = with a token= query parameter).
@@ -51,7 +53,7 @@ try {
   await page.setContent('<video id="v" muted playsinline></video>');
   await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
   const report = await page.evaluate(async ({ url, seconds, mode }) => {
-    const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, errors: [], played: 0 };
+    const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, brief: 0, errors: [], played: 0 };
     if (!out.supported) return out;
     const video = document.getElementById('v');
     const config = { lowLatencyMode: mode.startsWith('ll') };
@@ -62,13 +64,38 @@ try {
       out.levels = data.levels.map((l) => ({ height: l.height, bitrate: l.bitrate }));
       video.play().catch((e) => out.errors.push('play: ' + e));
     });
-    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => out.switches.push(data.level));
+    // Every time playback paused for want of data after it began: `t` seconds since playback
+    // began, the event (`stalled`: hls.js's BUFFER_STALLED_ERROR, playhead stuck; `waiting`: the
+    // media element's), the level playing and the one loading, media seconds buffered ahead of
+    // the playhead, hls.js's latency, and how long until playback resumed (`lasted`, s).
+    let playingAt = null;
+    const since = () => (playingAt === null ? 0 : (performance.now() - playingAt) / 1000);
+    const round = (x) => Math.round(x * 1000) / 1000;
+    const pause = (kind) => {
+      const b = video.buffered;
+      let ahead = 0;
+      for (let i = 0; i < b.length; i++) {
+        if (b.start(i) <= video.currentTime + 0.1 && b.end(i) > video.currentTime) ahead = b.end(i) - video.currentTime;
+      }
+      out.stallLog.push({ t: round(since()), kind, level: hls.currentLevel, loading: hls.loadLevel,
+        ahead: round(ahead), latency: hls.latency });
+    };
+    out.stallLog = [];
+    out.switchLog = [];
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+      out.switches.push(data.level);
+      out.switchLog.push({ t: round(since()), level: data.level });
+    });
     hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) out.stalls += 1;
+      if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) pause('stalled');
       else if (data.fatal) out.errors.push(`${data.type}/${data.details}`);
     });
-    video.addEventListener('playing', () => { started = true; });
-    video.addEventListener('waiting', () => { if (started) out.stalls += 1; });
+    video.addEventListener('playing', () => {
+      if (!started) playingAt = performance.now();
+      started = true;
+      for (const p of out.stallLog) if (p.lasted === undefined) p.lasted = round(since() - p.t);
+    });
+    video.addEventListener('waiting', () => { if (started) pause('waiting'); });
     hls.loadSource(url);
     hls.attachMedia(video);
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -107,6 +134,16 @@ try {
       out.protocols[p] = (out.protocols[p] || 0) + 1;
     }
     hls.destroy();
+    // A stall is a pause a viewer sees: hls.js's own stall report, or a `waiting` that lasted
+    // BRIEF_S or more, never ended, or came with no level switch in the second before it.
+    // Chromium fires `waiting` for a few milliseconds while it reconfigures its decoder at a
+    // level switch, with data buffered ahead; those are counted in `brief`, not as stalls.
+    const BRIEF_S = 0.25;
+    const atSwitch = (p) => out.switchLog.some((w) => w.t <= p.t && p.t - w.t <= 1);
+    const brief = (p) => p.kind === 'waiting' && p.lasted !== undefined && p.lasted < BRIEF_S && atSwitch(p);
+    const seen = (p) => !brief(p);
+    out.stalls = out.stallLog.filter(seen).length;
+    out.brief = out.stallLog.length - out.stalls;
     return out;
   }, { url, seconds, mode });
   report.requests = requests;
