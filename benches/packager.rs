@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weir_ingest::{file_tags, parse_audio, parse_video, Tag};
-use weir_packager::{Packager, PackagerConfig, RenditionId, SessionId};
+use weir_packager::{Packager, PackagerConfig, SessionId};
 
 fn load() -> (Vec<(u32, Tag)>, u64) {
     let clip = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/media/bigbuckbunny.mp4");
@@ -60,13 +60,13 @@ fn package(tags: &[(u32, Tag)]) -> usize {
         let now = t0 + Duration::from_millis(u64::from(*ts));
         match tag {
             Tag::Config(info) => packager.track(
-                RenditionId::passthrough(info.kind),
+                weir_packager::passthrough_rendition(info.kind),
                 info.clone(),
                 now,
                 &mut out,
             ),
             Tag::Frame(frame) => {
-                let rendition = RenditionId::passthrough(frame.track);
+                let rendition = weir_packager::passthrough_rendition(frame.track);
                 packager.frame(&rendition, frame.clone(), now, &mut out)
             }
             _ => {}

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use weir_ingest::{file_tags, parse_audio, parse_video, Tag};
-use weir_packager::{Artifact, Packager, PackagerConfig, RenditionId, SessionId};
+use weir_packager::{Artifact, Packager, PackagerConfig, SessionId};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -24,10 +24,18 @@ fn main() -> anyhow::Result<()> {
             _ => continue,
         };
         match tag? {
-            Tag::Config(info) => {
-                packager.track(RenditionId::passthrough(info.kind), info, now, &mut out)
-            }
-            Tag::Frame(f) => packager.frame(&RenditionId::passthrough(f.track), f, now, &mut out),
+            Tag::Config(info) => packager.track(
+                weir_packager::passthrough_rendition(info.kind),
+                info,
+                now,
+                &mut out,
+            ),
+            Tag::Frame(f) => packager.frame(
+                &weir_packager::passthrough_rendition(f.track),
+                f,
+                now,
+                &mut out,
+            ),
             _ => {}
         }
     }

@@ -279,7 +279,7 @@ impl<S: Store> Pipeline<S> {
         match &self.transcoder {
             Some(t) => t.track(info),
             None => {
-                let rendition = RenditionId::passthrough(info.kind);
+                let rendition = weir_packager::passthrough_rendition(info.kind);
                 self.sink
                     .with_packager(|p, now, out| p.track(rendition, info, now, out));
             }
@@ -291,7 +291,7 @@ impl<S: Store> Pipeline<S> {
         match &self.transcoder {
             Some(t) => t.frame(frame),
             None => {
-                let rendition = RenditionId::passthrough(frame.track);
+                let rendition = weir_packager::passthrough_rendition(frame.track);
                 self.sink.package(&rendition, frame);
             }
         }

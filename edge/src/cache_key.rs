@@ -5,7 +5,7 @@
 //! token in a playlist's URIs) is added on the way out.
 
 use http::Uri;
-use weir_origin::{Directives, Route};
+use weir_url::{Directives, Route};
 
 use crate::EdgeError;
 

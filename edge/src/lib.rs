@@ -5,7 +5,9 @@
 //! ```text
 //! viewer --> 1 client_addr: the socket peer; X-Forwarded-For/Forwarded only from
 //!              [access] trusted_proxies
-//!        --> route: is this a path we serve (junk is a 404 with no upstream request)
+//!        --> route: is this a path we serve; default: weir's viewer URLs (weir-url's Route)
+//!              and the access-policy path for a shield tier; junk is a 404 with no upstream
+//!              request
 //!        --> policy: the event's access policy from the origin (cached 2 s; an event the
 //!              origin does not know is a 404)
 //!        --> 2 geo: the country from the MaxMind database against the event's
@@ -41,6 +43,7 @@ mod geo;
 mod policy;
 mod response;
 mod rewrite;
+mod route;
 mod server;
 mod sharing;
 pub mod token;

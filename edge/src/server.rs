@@ -13,7 +13,7 @@ use http::header::{
 };
 use http::{Method, StatusCode, Uri};
 use weir_config::AccessSettings;
-use weir_origin::{preflight, Directives, Route};
+use weir_url::{Directives, EventId, Route};
 
 use crate::access::{Access, Denial, Request};
 use crate::audience::{report_loop, Audience};
@@ -24,6 +24,7 @@ use crate::follow::Followers;
 use crate::geo::Geo;
 use crate::policy::Policies;
 use crate::response::{response, Shape};
+use crate::route::{served, Served};
 use crate::sharing::TokenSharing;
 use crate::upstream::Upstream;
 
@@ -241,7 +242,7 @@ async fn handle(
 /// to requests that carry it.
 async fn policy_for_edge(
     state: &EdgeState,
-    event: &str,
+    event: &EventId,
     headers: &http::HeaderMap,
 ) -> Result<Response, EdgeError> {
     if let Some(secret) = &state.config.access.cluster_secret {
@@ -253,7 +254,6 @@ async fn policy_for_edge(
             return Err(EdgeError::NotFound);
         }
     }
-    let event = weir_origin::EventId::parse(event).ok_or(EdgeError::NotFound)?;
     let path = crate::policy::policy_path(event.as_str());
     let (outcome, role) = state
         .coalescer
@@ -322,20 +322,16 @@ async fn respond(
     viewer: &Viewer<'_>,
 ) -> Result<Response, EdgeError> {
     if method == Method::OPTIONS {
-        return Ok(preflight());
+        return Ok(weir_http::cors_preflight());
     }
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
-    if let Some(event) = uri
-        .path()
-        .strip_prefix("/internal/v1/events/")
-        .and_then(|rest| rest.strip_suffix("/access"))
-    {
-        return policy_for_edge(state, event, headers).await;
-    }
     // Is this a path we serve: junk never reaches the upstream.
-    let route = Route::parse(uri.path()).ok_or(EdgeError::NotFound)?;
+    let route = match served(uri.path()).ok_or(EdgeError::NotFound)? {
+        Served::PolicyForEdge(event) => return policy_for_edge(state, &event, headers).await,
+        Served::Viewer(route) => route,
+    };
     // Phases 2 and 3: geo and token, under the event's policy.
     let request = Request {
         event: route.event().as_str(),

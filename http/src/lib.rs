@@ -235,3 +235,22 @@ pub fn resolve(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
         p.to_path_buf()
     }
 }
+
+/// The CORS preflight answer (Fetch standard §3.2.2): GET and HEAD from anywhere allowed.
+pub fn cors_preflight() -> axum::response::Response {
+    let mut r = axum::response::IntoResponse::into_response(http::StatusCode::NO_CONTENT);
+    let h = r.headers_mut();
+    h.insert(
+        "access-control-allow-methods",
+        http::HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        http::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        "access-control-max-age",
+        http::HeaderValue::from_static("86400"),
+    );
+    r
+}

@@ -18,9 +18,10 @@ use http::{Method, StatusCode, Uri};
 use tokio::time::Instant;
 use weir_packager::{PartRef, PlaylistUpdate};
 
-use crate::directives::{readiness, DirectiveError, Directives, Readiness};
+use crate::directives::{readiness, Readiness};
 use crate::store::half_target;
 use crate::{EventId, Object, ObjectKind, Route, Store};
+use weir_url::{DirectiveError, Directives};
 
 /// Renders the process's metrics in the Prometheus text format, for `/metrics`.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -107,7 +108,7 @@ async fn respond<S: Store>(
     uri: &Uri,
 ) -> Result<Response, OriginError> {
     if method == Method::OPTIONS {
-        return Ok(preflight());
+        return Ok(weir_http::cors_preflight());
     }
     if method != Method::GET && method != Method::HEAD {
         return Err(OriginError::MethodNotAllowed);
@@ -316,22 +317,6 @@ pub fn object_response(object: &Object, head: bool) -> Response {
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, cache_control);
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    r
-}
-
-/// The CORS preflight answer (Fetch standard §3.2.2): GET and HEAD from anywhere allowed.
-pub fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("*"),
-    );
-    h.insert("access-control-max-age", HeaderValue::from_static("86400"));
     r
 }
 

@@ -19,13 +19,12 @@
 
 mod directives;
 mod http;
-mod route;
 mod store;
 
 // The public interface.
 pub use crate::http::{
-    object_response, preflight, router, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
+    object_response, router, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
 };
-pub use directives::{advance_part_limit, readiness, DirectiveError, Directives, Readiness};
-pub use route::{EventId, Route};
+pub use directives::{advance_part_limit, readiness, Readiness};
 pub use store::{MemoryStore, Object, ObjectKind, PlaylistWatch, Store};
+pub use weir_url::{DirectiveError, Directives, EventId, Route};

@@ -37,7 +37,6 @@ mod clock;
 mod cut;
 mod encryption;
 mod fmp4;
-mod ids;
 mod master;
 mod packager;
 mod playlist;
@@ -52,7 +51,16 @@ mod track;
 // The public interface.
 pub use artifact::{Artifact, PlaylistUpdate};
 pub use encryption::{SegmentEncryption, SegmentKey};
-pub use ids::{MediaSequence, PartIndex, RenditionId, SessionId};
+pub use weir_url::{MediaSequence, PartIndex, RenditionId, SessionId};
+
+/// The rendition a passthrough event puts a source track of `kind` in:
+/// [`RenditionId::SOURCE`] or [`RenditionId::AUDIO`].
+pub fn passthrough_rendition(kind: weir_media::TrackKind) -> RenditionId {
+    match kind {
+        weir_media::TrackKind::Video => RenditionId::SOURCE,
+        weir_media::TrackKind::Audio => RenditionId::AUDIO,
+    }
+}
 pub use packager::{Packager, PackagerConfig, PackagerStats};
 pub use playlist::{Expired, PartRef};
 pub use target::{configured_target_duration, TargetDurationPolicy, MAX_TARGET_DURATION_SECS};

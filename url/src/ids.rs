@@ -1,7 +1,34 @@
+//! The identifiers that make up weir's URLs: event, rendition, publisher session, media
+//! sequence number, part index. Each parses from a URL path component or refuses it.
+
 use std::fmt;
 use std::sync::Arc;
 
-use weir_media::TrackKind;
+/// An event's ID in URLs: 1-64 of `[A-Za-z0-9_-]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Box<str>);
+
+impl EventId {
+    /// Parses an event ID; `None` if it has other characters or lengths.
+    pub fn parse(s: &str) -> Option<EventId> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| EventId(s.into()))
+    }
+
+    /// The ID as it appears in URLs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A media sequence number (RFC 8216 §4.3.3.2): the position of a segment in an event's
 /// timeline. Grows by one per segment, across publisher sessions, and never goes back.
@@ -101,15 +128,6 @@ impl RenditionId {
             "audio" => RenditionId::AUDIO,
             _ => RenditionId(Name::Shared(name.into())),
         })
-    }
-
-    /// The rendition a passthrough event puts a source track of `kind` in: [`Self::SOURCE`]
-    /// or [`Self::AUDIO`].
-    pub fn passthrough(kind: TrackKind) -> RenditionId {
-        match kind {
-            TrackKind::Video => RenditionId::SOURCE,
-            TrackKind::Audio => RenditionId::AUDIO,
-        }
     }
 
     /// The URL path component.

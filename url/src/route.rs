@@ -1,33 +1,7 @@
 //! Request paths parsed into typed routes. No path is ever joined from request text: a path
 //! either parses into a [`Route`] made of validated IDs, or it is not found.
 
-use weir_packager::{MediaSequence, PartIndex, RenditionId, SessionId};
-
-/// An event's ID in URLs: 1-64 of `[A-Za-z0-9_-]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventId(Box<str>);
-
-impl EventId {
-    /// Parses an event ID; `None` if it has other characters or lengths.
-    pub fn parse(s: &str) -> Option<EventId> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| EventId(s.into()))
-    }
-
-    /// The ID as it appears in URLs.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::{EventId, MediaSequence, PartIndex, RenditionId, SessionId};
 
 /// What a viewer-side URL names (DESIGN.md "URLs"), with the per-session component of init
 /// segments and segments.
@@ -111,6 +85,18 @@ impl Route {
         }
     }
 
+    /// The request path naming this route: `Route::parse(&r.path()) == Some(r)`.
+    pub fn path(&self) -> String {
+        match self {
+            Route::Master(e) => format!("/live/{e}/master.m3u8"),
+            Route::MediaPlaylist(e, r) => format!("/live/{e}/{r}/index.m3u8"),
+            Route::InitSegment(e, r, s) => format!("/live/{e}/{r}/{s}/init.mp4"),
+            Route::Segment(e, r, s, msn) => format!("/live/{e}/{r}/{s}/{msn}.m4s"),
+            Route::Part(e, r, s, msn, part) => format!("/live/{e}/{r}/{s}/{msn}.{part}.m4s"),
+            Route::Key(e, id) => format!("/keys/{e}/{id}"),
+        }
+    }
+
     /// The object's kind, for metrics labels and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -139,6 +125,51 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Identifiers of every allowed length and alphabet.
+    fn ident(alphabet: &'static str, max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[{alphabet}]{{1,{max}}}")).unwrap()
+    }
+
+    fn any_route() -> impl Strategy<Value = Route> {
+        let event = ident("A-Za-z0-9_-", 64).prop_map(|e| EventId::parse(&e).unwrap());
+        let rendition = ident("A-Za-z0-9_-", 32).prop_map(|r| RenditionId::from_name(&r).unwrap());
+        let session = ident("0-9a-z", 32).prop_map(|s| SessionId::parse(&s).unwrap());
+        let msn = (0u64..=9_999_999_999_999_999_999u64).prop_map(MediaSequence);
+        let part = (0u32..=999_999).prop_map(PartIndex);
+        (
+            event,
+            rendition,
+            session,
+            msn,
+            part,
+            ident("0-9a-z", 32),
+            0..6u8,
+        )
+            .prop_map(|(e, r, s, msn, part, key, kind)| match kind {
+                0 => Route::Master(e),
+                1 => Route::MediaPlaylist(e, r),
+                2 => Route::InitSegment(e, r, s),
+                3 => Route::Segment(e, r, s, msn),
+                4 => Route::Part(e, r, s, msn, part),
+                _ => Route::Key(e, key.into()),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_route_prints_as_a_path_that_parses_back(route in any_route()) {
+            prop_assert_eq!(Route::parse(&route.path()), Some(route));
+        }
+
+        #[test]
+        fn any_path_parses_to_a_route_that_prints_it_back(path in "/(live|keys)/[a-z0-9./%_-]{0,40}") {
+            if let Some(route) = Route::parse(&path) {
+                prop_assert_eq!(route.path(), path);
+            }
+        }
+    }
 
     #[test]
     fn parses_the_url_scheme_and_nothing_else() {

@@ -1,0 +1,56 @@
+//! The route phase: is this a path the edge serves. Default (and only) scheme: weir's viewer
+//! URLs ([`weir_url::Route`]: master and media playlists, init segments, segments, parts,
+//! content keys) and, for an edge in front of this one (a shield tier), the access policy
+//! path `/internal/v1/events/{event}/access`. Anything else is answered 404 here, before the
+//! access phases and without an upstream request, so junk costs the upstream nothing.
+
+use weir_url::{EventId, Route};
+
+/// What a request path asks the edge for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// A viewer's object, playlist or key.
+    Viewer(Route),
+    /// An event's access policy, for an edge in front of this one.
+    PolicyForEdge(EventId),
+}
+
+/// Parses a request path (without query); `None`: not served (404).
+pub(crate) fn served(path: &str) -> Option<Served> {
+    if let Some(event) = path
+        .strip_prefix("/internal/v1/events/")
+        .and_then(|rest| rest.strip_suffix("/access"))
+    {
+        return EventId::parse(event).map(Served::PolicyForEdge);
+    }
+    Route::parse(path).map(Served::Viewer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_the_viewer_scheme_and_the_policy_path_only() {
+        let event = |s| EventId::parse(s).unwrap();
+        for (path, expected) in [
+            (
+                "/internal/v1/events/demo/access",
+                Some(Served::PolicyForEdge(event("demo"))),
+            ),
+            (
+                "/live/demo/master.m3u8",
+                Some(Served::Viewer(Route::Master(event("demo")))),
+            ),
+            ("/internal/v1/events/../access", None),
+            ("/internal/v1/events//access", None),
+            ("/internal/v1/keys/demo/0a1b", None),
+            ("/internal/v1/events/demo", None),
+            ("/metrics", None),
+            ("/", None),
+            ("/live/demo/../../etc/passwd", None),
+        ] {
+            assert_eq!(served(path), expected, "{path}");
+        }
+    }
+}
