@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All of weir's checks: formatting, clippy with warnings as errors, unit and end-to-end tests
-# (real weir processes, ffmpeg publishing and playing on loopback), benchmarks compiled.
+# (real weir processes, ffmpeg publishing and playing on loopback), benchmarks compiled, and
+# the cargo-fuzz targets run for a minute each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,3 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# Fuzz every parser of untrusted input for a bounded time (WEIR_FUZZ_SECONDS per target,
+# two targets at a time): a crash fails the run.
+scripts/fuzz.sh "${WEIR_FUZZ_SECONDS:-60}"

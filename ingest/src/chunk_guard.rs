@@ -7,7 +7,9 @@
 //! messages, type 1, changing it) and refuses, before any byte of it is passed on:
 //! - a message longer than the limit (a smaller one until the publisher is authorized),
 //! - a chunk size above the limit (or zero),
-//! - more chunk streams than the limit.
+//! - more chunk streams than the limit,
+//! - a chunk that interrupts an incomplete message (rml_rtmp assembles one at a time),
+//! - a command message over 64 KiB or with fewer than three AMF0 values.
 
 use std::collections::HashMap;
 
@@ -27,6 +29,18 @@ pub enum ChunkViolation {
     /// A continuation chunk (type 1-3) on a chunk stream with no message header yet.
     #[error("an RTMP chunk continues a stream that never started")]
     NoPriorHeader,
+    /// A chunk that is not the next type-3 chunk of the incomplete message before it: a new
+    /// message header on its chunk stream, or a chunk of another chunk stream (interleaving).
+    /// rml_rtmp 0.8 assembles one message at a time (one payload buffer for every chunk
+    /// stream): it would mix the two messages' bytes, or compute a remaining length by
+    /// wrapping subtraction and panic (found by cargo fuzz, `rtmp_session`). ffmpeg, OBS
+    /// (librtmp) and GStreamer send each message's chunks back to back.
+    #[error("an RTMP chunk interrupts an incomplete message (interleaved chunk streams are not supported)")]
+    InterruptedMessage,
+    /// A command message with fewer than three AMF0 values (name, transaction id, command
+    /// object).
+    #[error("a malformed RTMP command")]
+    MalformedCommand,
 }
 
 /// Most chunk streams a peer may use (ffmpeg and OBS use a handful).
@@ -54,8 +68,20 @@ pub struct ChunkGuard {
     pending: Vec<u8>,
     /// Payload bytes still to skip in the current chunk, and its chunk stream.
     in_payload: Option<(u32, u32)>,
-    /// The `Set Chunk Size` payload being collected (message type 1, 4 bytes).
-    set_chunk_size: Vec<u8>,
+    /// Payloads being collected, by chunk stream: `Set Chunk Size` (message type 1, 4
+    /// bytes) and commands (types 17 and 20, at most [`MAX_COMMAND`] bytes).
+    collecting: HashMap<u32, Vec<u8>>,
+    /// The chunk stream whose message is incomplete: only its type-3 chunks may come next.
+    open: Option<u32>,
+}
+
+/// Longest command message (AMF0/AMF3 `connect`, `publish`...) a peer may send; real ones are
+/// a few hundred bytes.
+const MAX_COMMAND: u32 = 64 * 1024;
+
+/// Message types whose payload the guard reads: `Set Chunk Size`, AMF3 and AMF0 commands.
+fn collected(type_id: u8) -> bool {
+    matches!(type_id, 1 | 17 | 20)
 }
 
 impl ChunkGuard {
@@ -69,7 +95,8 @@ impl ChunkGuard {
             streams: HashMap::new(),
             pending: Vec::new(),
             in_payload: None,
-            set_chunk_size: Vec::new(),
+            collecting: HashMap::new(),
+            open: None,
         }
     }
 
@@ -136,6 +163,9 @@ impl ChunkGuard {
             }
         }
         let h = &buf[at..at + header_len];
+        if self.open.is_some_and(|open| open != csid || fmt != 3) {
+            return Err(ChunkViolation::InterruptedMessage);
+        }
         let mut state = self.streams.get(&csid).copied().unwrap_or_default();
         let new_message = fmt != 3 || state.received >= state.length;
         if fmt <= 2 {
@@ -157,13 +187,19 @@ impl ChunkGuard {
                 return Err(ChunkViolation::MessageTooLong(state.length));
             }
             state.received = 0;
-            if state.type_id == 1 {
-                self.set_chunk_size.clear();
+            if collected(state.type_id) {
+                if state.type_id != 1 && state.length > MAX_COMMAND {
+                    return Err(ChunkViolation::MessageTooLong(state.length));
+                }
+                self.collecting.insert(csid, Vec::new());
+            } else {
+                self.collecting.remove(&csid);
             }
         }
         let left = state.length - state.received;
         let chunk = left.min(self.chunk_size);
         state.received += chunk;
+        self.open = (state.received < state.length).then_some(csid);
         self.streams.insert(csid, state);
         if chunk == 0 {
             self.payload(csid, &[])?;
@@ -173,30 +209,51 @@ impl ChunkGuard {
         Ok(Some(at))
     }
 
-    /// Payload bytes of chunk stream `csid`: a `Set Chunk Size` takes effect when whole.
+    /// Payload bytes of chunk stream `csid`: a `Set Chunk Size` takes effect when whole; a
+    /// command is checked when whole.
     fn payload(&mut self, csid: u32, bytes: &[u8]) -> Result<(), ChunkViolation> {
-        let Some(state) = self.streams.get(&csid) else {
+        let (Some(state), Some(buf)) = (self.streams.get(&csid), self.collecting.get_mut(&csid))
+        else {
             return Ok(());
         };
-        if state.type_id != 1 {
-            return Ok(());
-        }
-        self.set_chunk_size.extend_from_slice(bytes);
-        if state.received >= state.length
+        buf.extend_from_slice(bytes);
+        let whole = state.received >= state.length
             && self
                 .in_payload
-                .is_none_or(|(_, left)| left == bytes.len() as u32)
-        {
-            if let Some(b) = self.set_chunk_size.get(..4) {
+                .is_none_or(|(_, left)| left == bytes.len() as u32);
+        if !whole {
+            return Ok(());
+        }
+        let type_id = state.type_id;
+        let Some(payload) = self.collecting.remove(&csid) else {
+            return Ok(());
+        };
+        if type_id == 1 {
+            if let Some(b) = payload.get(..4) {
                 let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff;
                 if size == 0 || size > self.max_chunk_size {
                     return Err(ChunkViolation::ChunkSize(size));
                 }
                 self.chunk_size = size;
             }
-            self.set_chunk_size.clear();
+            return Ok(());
         }
-        Ok(())
+        check_command(type_id, &payload)
+    }
+}
+
+/// A command message must hold at least a name, a transaction id and a command object (RTMP
+/// 1.0 §7.1.1): rml_rtmp 0.8 panics on fewer (`amf0_command.rs`, `drain(..3)`; found by
+/// cargo fuzz, `rtmp_session`). An AMF3 command (type 17) is AMF0 after a 0 byte, as rml_rtmp
+/// reads it. A payload that is not AMF0 at all is left to rml_rtmp, which refuses it.
+fn check_command(type_id: u8, payload: &[u8]) -> Result<(), ChunkViolation> {
+    let amf0 = match payload {
+        [0, rest @ ..] if type_id == 17 => rest,
+        all => all,
+    };
+    match rml_rtmp::rml_amf0::deserialize(&mut std::io::Cursor::new(amf0)) {
+        Ok(values) if values.len() < 3 => Err(ChunkViolation::MalformedCommand),
+        _ => Ok(()),
     }
 }
 
@@ -282,6 +339,64 @@ mod tests {
         // A continuation with no message before it.
         let mut g = ChunkGuard::new(64 * 1024, 65_536);
         assert_eq!(g.check(&[0xc5]), Err(ChunkViolation::NoPriorHeader));
+        // A type-1 header on chunk stream 3 while its 300-byte message has 128 bytes so far
+        // (the shape cargo fuzz found): refused, never passed to rml_rtmp.
+        let mut g = ChunkGuard::new(64 * 1024, 65_536);
+        let mut data = vec![0x03, 0, 0, 0, 0, 0x01, 0x2c, 9, 1, 0, 0, 0];
+        data.extend([0u8; 128]);
+        data.extend([0x43, 0, 0, 0, 0, 0, 0x10, 9]);
+        assert_eq!(g.check(&data), Err(ChunkViolation::InterruptedMessage));
+        // A chunk of another chunk stream in the middle of that message: refused too.
+        let mut g = ChunkGuard::new(64 * 1024, 65_536);
+        let mut data = vec![0x03, 0, 0, 0, 0, 0x01, 0x2c, 9, 1, 0, 0, 0];
+        data.extend([0u8; 128]);
+        data.extend([0x04, 0, 0, 0, 0, 0, 0x01, 8, 1, 0, 0, 0, 0xaf]);
+        assert_eq!(g.check(&data), Err(ChunkViolation::InterruptedMessage));
+        // Commands with fewer than three AMF0 values (cargo fuzz's 12-byte crash of rml_rtmp:
+        // an empty AMF0 command), whole or split across chunks, AMF0 or AMF3.
+        let mut g = ChunkGuard::new(64 * 1024, 65_536);
+        assert_eq!(
+            g.check(&[0x06, 0, 0, 0x58, 0, 0, 0, 0x14, 0, 0, 0, 0]),
+            Err(ChunkViolation::MalformedCommand)
+        );
+        let name = [0x02, 0x00, 0x07, b'c', b'o', b'n', b'n', b'e', b'c', b't'];
+        for type_id in [17u8, 20] {
+            let mut payload = if type_id == 17 { vec![0] } else { vec![] };
+            payload.extend(name);
+            let mut g = ChunkGuard::new(64 * 1024, 65_536);
+            let mut data = vec![
+                0x03,
+                0,
+                0,
+                0,
+                0,
+                0,
+                payload.len() as u8,
+                type_id,
+                0,
+                0,
+                0,
+                0,
+            ];
+            data.extend(&payload);
+            assert_eq!(g.check(&data), Err(ChunkViolation::MalformedCommand));
+        }
+        // A well-formed one (name, transaction id, null) passes, in one chunk or two.
+        let mut payload = name.to_vec();
+        payload.extend([0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x05]);
+        for split in [0, 4] {
+            let mut data = vec![0x03, 0, 0, 0, 0, 0, payload.len() as u8, 20, 0, 0, 0, 0];
+            data.extend(&payload);
+            let mut g = ChunkGuard::new(64 * 1024, 65_536);
+            assert_eq!(g.check(&data[..12 + split]), Ok(()));
+            assert_eq!(g.check(&data[12 + split..]), Ok(()));
+        }
+        // A command over 64 KiB, even when messages may be longer.
+        let mut g = ChunkGuard::new(1 << 20, 65_536);
+        assert_eq!(
+            g.check(&[0x03, 0, 0, 0, 0x01, 0, 0x01, 20, 0, 0, 0, 0]),
+            Err(ChunkViolation::MessageTooLong(65_537))
+        );
     }
 
     proptest! {

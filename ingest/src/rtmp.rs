@@ -218,9 +218,7 @@ impl<D: EventDirectory> Connection<D> {
                     return Err(IngestError::Revoked);
                 }
                 let authorized = self.publisher.is_some();
-                let results = session
-                    .handle_input(&input)
-                    .map_err(|e| IngestError::Protocol(format!("{e:?}")))?;
+                let results = session_input(&mut session, &input)?;
                 if self.apply(&mut session, results).await? {
                     return Ok(());
                 }
@@ -444,5 +442,38 @@ impl<D: EventDirectory> Connection<D> {
         }
         let _ = self.stream.flush().await;
         Ok(())
+    }
+}
+
+/// rml_rtmp's `ServerSession::handle_input`, with the library's panics on malformed messages
+/// turned into a protocol error: rml_rtmp 0.8 panics on an AMF0 command message with fewer
+/// than three values (`amf0_command.rs`, `drain(..3)`), which a 12-byte chunk after the
+/// handshake sends (found by cargo fuzz, `rtmp_session`). The session is dropped with the
+/// connection afterwards, so no state survives the unwind.
+fn session_input(
+    session: &mut ServerSession,
+    input: &[u8],
+) -> Result<Vec<ServerSessionResult>, IngestError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(input)))
+        .map_err(|_| IngestError::Protocol("malformed RTMP message".into()))?
+        .map_err(|e| IngestError::Protocol(format!("{e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_amf0_command_is_a_protocol_error_not_a_panic() {
+        // Found by cargo fuzz (rtmp_session): a type-0 chunk on chunk stream 6 carrying an
+        // empty AMF0 command (message type 20).
+        let crash = [
+            0x06, 0x00, 0x00, 0x58, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        assert!(matches!(
+            session_input(&mut session, &crash),
+            Err(IngestError::Protocol(_))
+        ));
     }
 }

@@ -100,6 +100,14 @@ impl AvcConfig {
             .next()
             .ok_or_else(|| MediaError::InvalidAvcConfig("no sequence parameter set".into()))?
             .map_err(|e| invalid(&e))?;
+        // A NAL header, profile, constraints and level at least. h264-reader 0.9's decode_nal
+        // panics on an empty NAL (capacity overflow; found by cargo fuzz, codec_configs).
+        if sps_nal.len() < 4 {
+            return Err(MediaError::InvalidAvcConfig(format!(
+                "a sequence parameter set of {} bytes",
+                sps_nal.len()
+            )));
+        }
         let rbsp = decode_nal(sps_nal).map_err(|e| invalid(&e))?;
         let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| invalid(&e))?;
         let (width, height) = sps.pixel_dimensions().map_err(|e| invalid(&e))?;
@@ -307,6 +315,26 @@ mod tests {
         assert_eq!(c.codec_string(), "mp4a.40.2");
         assert!(AacConfig::parse(Bytes::from_static(&[0x12])).is_err());
         assert!(AacConfig::parse(Bytes::from_static(&[0x16, 0x90])).is_err());
+    }
+
+    #[test]
+    fn an_empty_sequence_parameter_set_is_refused() {
+        // Found by cargo fuzz (codec_configs): one SPS of 0 bytes.
+        let record = [0x01, 0x64, 0x00, 0x0a, 0xff, 0xe1, 0x00, 0x00, 0x00];
+        for len in 0..4u8 {
+            let mut r = record[..6].to_vec();
+            r.extend_from_slice(&[0, len]);
+            r.extend(std::iter::repeat_n(0x67, usize::from(len)));
+            r.push(0);
+            assert!(
+                matches!(
+                    AvcConfig::parse(Bytes::from(r)),
+                    Err(MediaError::InvalidAvcConfig(_))
+                ),
+                "{len}"
+            );
+        }
+        assert!(AvcConfig::parse(Bytes::copy_from_slice(&record)).is_err());
     }
 
     #[test]

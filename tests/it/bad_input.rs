@@ -112,6 +112,21 @@ fn bad_publishers_and_requests_are_refused_while_a_good_publisher_keeps_going() 
         "truncated handshake left open"
     );
 
+    // An empty AMF0 command after the handshake (12 bytes; rml_rtmp panics on it, found by
+    // cargo fuzz): a protocol error for that connection, which is closed.
+    let (mut amf, _) = rtmp_handshake(weir.rtmp.unwrap());
+    amf.write_all(&[0x06, 0, 0, 0x58, 0, 0, 0, 0x14, 0, 0, 0, 0])
+        .unwrap();
+    assert!(
+        closed_by_server(&mut amf, Duration::from_secs(10)),
+        "a malformed AMF0 command left the connection open"
+    );
+    wait_for(
+        "the protocol error in the log",
+        Duration::from_secs(5),
+        || weir.log().contains("malformed RTMP").then_some(()),
+    );
+
     // The good publisher kept producing segments through all of it.
     let n = segment_count(&weir);
     wait_for(

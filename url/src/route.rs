@@ -22,9 +22,15 @@ pub enum Route {
     Key(EventId, Box<str>),
 }
 
-/// A decimal number of at most `max_digits` digits, no sign, no leading `+`.
+/// A decimal number of at most `max_digits` digits, no sign, and no leading zero: one object
+/// has one path (`042.m4s` would be a second cache key for `42.m4s`, a way around an edge's
+/// cache; cargo-fuzz's `route` target found it).
 fn number(s: &str, max_digits: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty()
+        || s.len() > max_digits
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()
@@ -185,6 +191,10 @@ mod tests {
             Route::parse("/live/demo/720p/index.m3u8"),
             Some(Route::MediaPlaylist(..))
         ));
+        assert_eq!(
+            Route::parse("/live/demo/source/abc1/0.0.m4s").map(|r| r.path()),
+            Some("/live/demo/source/abc1/0.0.m4s".to_string())
+        );
         assert!(matches!(
             Route::parse("/live/demo/audio/abc1/init.mp4"),
             Some(Route::InitSegment(..))
@@ -230,6 +240,10 @@ mod tests {
             "/live//master.m3u8",
             "/etc/passwd",
             "/live/demo%2F..%2F/master.m3u8",
+            // Found by cargo fuzz (route): a leading zero names 881858086061's part twice.
+            "/live/demo/source/mi8k2v1c0/0881858086061.3.m4s",
+            "/live/demo/source/abc1/1.03.m4s",
+            "/live/demo/source/abc1/00.m4s",
         ] {
             assert_eq!(Route::parse(bad), None, "{bad}");
         }
