@@ -37,7 +37,7 @@ run() {
     grep -E '^ +#[0-9]+ .* in ' "$work/$t/log" | grep -v -E '/rustc/|libfuzzer|compiler-rt|libc' | head -n 25 >&2 || true
     for a in "$work/$t/artifacts"/*; do
       [ -e "$a" ] || continue
-      echo "input ($(basename "$a")): $(xxd -p "$a" | tr -d '\n' | head -c 2000)" >&2
+      echo "input ($(basename "$a")): $(od -An -v -tx1 "$a" | tr -d ' \n' | head -c 2000)" >&2
       echo "reproduce: save it as fuzz/crash and run: cd fuzz && cargo +nightly fuzz run -O $t crash" >&2
     done
     return 1
