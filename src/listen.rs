@@ -111,6 +111,8 @@ pub(crate) async fn run_edge(
         access: c.access.clone(),
         key_secret,
         stale_if_error: c.edge.stale_if_error,
+        stale_while_revalidate: c.edge.stale_while_revalidate,
+        max_waiters_per_object: c.edge.max_waiters_per_object,
     };
     let app = weir_edge::router(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
     let settings = http_settings("edge", &c.edge.http, base);

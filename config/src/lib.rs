@@ -158,6 +158,14 @@ pub struct EdgeSettings {
     /// last good copy still answers when the upstream fails or is too slow
     /// (`X-Cache: STALE`). Default 10 000 ms, 0 (never)..=600 000.
     pub stale_if_error: Duration,
+    /// How long a viewer of a live playlist waits on its refresh before the edge answers
+    /// with the last good copy (`X-Cache: STALE`) while the refresh goes on (a slow origin
+    /// costs viewers this much, not the upstream timeout). Default 500 ms, 0 (always
+    /// wait)..=60 000.
+    pub stale_while_revalidate: Duration,
+    /// Most requests that may wait on one upstream fetch; the rest get 503 with
+    /// `Retry-After: 1`. Default 20 000.
+    pub max_waiters_per_object: usize,
     /// The listener's bounds and TLS (`[edge.http]`).
     pub http: HttpListenerSettings,
 }
@@ -256,6 +264,8 @@ struct RawEdge {
     blocking_timeout_ms: u64,
     cors_allow_origin: String,
     stale_if_error_ms: u64,
+    stale_while_revalidate_ms: u64,
+    max_waiters_per_object: usize,
     http: listener::RawHttp,
 }
 
@@ -271,6 +281,8 @@ impl Default for RawEdge {
             blocking_timeout_ms: 35_000,
             cors_allow_origin: "*".into(),
             stale_if_error_ms: 10_000,
+            stale_while_revalidate_ms: 500,
+            max_waiters_per_object: 20_000,
             http: listener::RawHttp::default(),
         }
     }
@@ -452,6 +464,13 @@ impl Config {
                     0,
                     600_000,
                 )?,
+                stale_while_revalidate: ms(
+                    "edge.stale_while_revalidate_ms",
+                    raw.edge.stale_while_revalidate_ms,
+                    0,
+                    60_000,
+                )?,
+                max_waiters_per_object: raw.edge.max_waiters_per_object.max(1),
                 http: raw.edge.http.validate("edge")?,
             },
             events,

@@ -17,7 +17,10 @@
 //!        --> 4 cache_key: the path; for a media playlist, plus its normalized LL-HLS
 //!              directives; every other query parameter (the token too) dropped
 //!        --> 5 coalesce: HIT, or one upstream fetch per key however many viewers wait (on
-//!              its own task: a viewer leaving never cancels or restarts it)
+//!              its own task: a viewer leaving never cancels or restarts it; a media body
+//!              streamed to its waiters as it arrives; at most max_waiters_per_object
+//!              waiters, then 503; a playlist refresh slower than stale_while_revalidate
+//!              answered with the last good copy)
 //!        --> 6 upstream: bounded by a timeout, a longer one for blocking playlist requests;
 //!              502 unreachable, 504 too slow; TTL from the upstream's Cache-Control
 //!        --> 7 response: Age, X-Cache, CORS exposing Age; a playlist of a token-protected
@@ -38,6 +41,7 @@ mod cache_key;
 mod client_addr;
 mod coalesce;
 mod conditional;
+mod filling;
 mod follow;
 mod geo;
 mod policy;

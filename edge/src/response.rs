@@ -14,8 +14,11 @@ use http::header::{
 };
 use http::{HeaderMap, StatusCode};
 
+use std::sync::Arc;
+
 use crate::coalesce::Cached;
 use crate::conditional::{etag_of, none_match, range, Ranged};
+use crate::filling::Filling;
 use crate::rewrite::with_token;
 
 /// How one answer is shaped besides the cached object.
@@ -117,5 +120,30 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
         _ => "MISS",
     };
     h.insert("x-cache", HeaderValue::from_static(x_cache));
+    r
+}
+
+/// The answer to a viewer from a media object still arriving ([`Filling`]): status,
+/// `Content-Type`, `Cache-Control`, `Content-Length` (when the upstream sent one) and
+/// `Accept-Ranges` at once, the body as it comes; `X-Cache: MISS`. No `ETag` yet: it is a
+/// hash of the whole body (a viewer who sends `If-None-Match` or `Range` waits for the whole
+/// object instead, and every later answer carries it).
+pub(crate) fn streamed(filling: &Arc<Filling>) -> Response {
+    let head = &filling.head;
+    let mut r = Response::new(filling.body());
+    *r.status_mut() = head.status;
+    let h = r.headers_mut();
+    if let Some(v) = &head.content_type {
+        h.insert(CONTENT_TYPE, v.clone());
+    }
+    if let Some(v) = &head.cache_control {
+        h.insert(CACHE_CONTROL, v.clone());
+    }
+    if let Some(len) = head.content_length {
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(AGE, HeaderValue::from(head.age));
+    h.insert("x-cache", HeaderValue::from_static("MISS"));
     r
 }

@@ -19,11 +19,11 @@ use crate::access::{Access, Denial, Request};
 use crate::audience::{report_loop, Audience};
 use crate::cache_key::cache_key;
 use crate::client_addr::client_ip;
-use crate::coalesce::{Coalescer, FetchRole};
+use crate::coalesce::{Answer, Coalescer, FetchRole, Wait};
 use crate::follow::Followers;
 use crate::geo::Geo;
 use crate::policy::Policies;
-use crate::response::{response, Shape};
+use crate::response::{response, streamed, Shape};
 use crate::route::{served, Served};
 use crate::sharing::TokenSharing;
 use crate::upstream::Upstream;
@@ -54,6 +54,11 @@ pub struct EdgeConfig {
     /// How long after a short-lived object (a live playlist) expires its last good copy may
     /// still answer when the upstream fails or times out (`X-Cache: STALE`); zero: never.
     pub stale_if_error: Duration,
+    /// How long a viewer of a live playlist waits on its refresh before getting the last
+    /// good copy (`X-Cache: STALE`) while the refresh goes on; zero: always wait.
+    pub stale_while_revalidate: Duration,
+    /// Most requests that may wait on one upstream fetch; more get 503 with `Retry-After`.
+    pub max_waiters_per_object: usize,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -83,6 +88,9 @@ pub enum EdgeError {
     /// of one token), the body naming the reason and nothing more.
     #[error("forbidden: {0}")]
     Denied(Denial),
+    /// Too many requests already wait on the same upstream fetch: 503, `Retry-After: 1`.
+    #[error("overloaded, retry")]
+    Overloaded,
 }
 
 impl EdgeError {
@@ -105,10 +113,16 @@ impl IntoResponse for EdgeError {
             EdgeError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Denied(Denial::Sharing) => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Denied(_) => StatusCode::FORBIDDEN,
+            EdgeError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         };
+        let retry = matches!(self, EdgeError::Overloaded);
         let mut r = (status, format!("{self}\n")).into_response();
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if retry {
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
 }
@@ -151,6 +165,7 @@ pub fn router(config: EdgeConfig) -> Result<Router, String> {
             config.cache_capacity_bytes,
             upstream,
             config.stale_if_error,
+            config.max_waiters_per_object,
         )),
         followers: Arc::new(Followers::new()),
         audience,
@@ -356,8 +371,17 @@ async fn respond(
         state.config.upstream_timeout
     };
     // Phases 5 and 6: lookup/coalesce and upstream.
-    let (outcome, role) = state.coalescer.fetch(&key, &key, timeout).await;
-    let cached = outcome?;
+    let playlist = matches!(route, Route::Master(_) | Route::MediaPlaylist(..));
+    let whole_needed = method == Method::HEAD
+        || headers.contains_key(http::header::RANGE)
+        || headers.contains_key(http::header::IF_NONE_MATCH);
+    let swr = state.config.stale_while_revalidate;
+    let wait = Wait {
+        media: !playlist,
+        take_stream: !playlist && !whole_needed,
+        stale_after: (playlist && !blocking && !swr.is_zero()).then_some(swr),
+    };
+    let (answer, role) = state.coalescer.fetch_with(&key, &key, timeout, wait).await;
     let status = match role {
         FetchRole::Hit => "HIT",
         FetchRole::Started => "MISS",
@@ -365,20 +389,23 @@ async fn respond(
     };
     metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => status)
         .increment(1);
-    state.audience.record(
-        route.event().as_str(),
-        viewer.ip,
-        viewer.user_agent,
-        role != FetchRole::Started,
-        std::time::Instant::now(),
-    );
+    let cached = match answer? {
+        Answer::Whole(cached) => cached,
+        Answer::Streaming(filling) => {
+            record_viewer(state, &route, viewer, role);
+            let r = streamed(&filling);
+            let sent = filling.head.content_length.unwrap_or(0);
+            metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind()).increment(sent);
+            return Ok(r);
+        }
+    };
+    record_viewer(state, &route, viewer, role);
     if directives.is_some_and(|d| d == Directives::default()) && cached.ttl.is_some() {
         state
             .followers
             .touch(&key, &state.coalescer, state.config.blocking_timeout);
     }
     // Phase 7: the response (with the viewer's token in a playlist's URIs).
-    let playlist = matches!(route, Route::Master(_) | Route::MediaPlaylist(..));
     let r = response(
         &cached,
         status,
@@ -398,4 +425,16 @@ async fn respond(
         metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind()).increment(sent);
     }
     Ok(r)
+}
+
+/// Counts the viewer in the event's audience (reported upstream), with whether the edge
+/// answered without its own upstream request.
+fn record_viewer(state: &EdgeState, route: &Route, viewer: &Viewer<'_>, role: FetchRole) {
+    state.audience.record(
+        route.event().as_str(),
+        viewer.ip,
+        viewer.user_agent,
+        role != FetchRole::Started,
+        std::time::Instant::now(),
+    );
 }

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::filling::Head;
 use crate::EdgeError;
 
 /// Largest upstream body the edge accepts (a long segment of a high bit rate stream).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// What the upstream answered.
 #[derive(Clone, Debug)]
@@ -27,6 +28,17 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
+    /// The answer `head` with its whole `body`.
+    pub(crate) fn new(head: Head, body: Bytes) -> Fetched {
+        Fetched {
+            status: head.status,
+            content_type: head.content_type,
+            cache_control: head.cache_control,
+            age: head.age,
+            body,
+        }
+    }
+
     /// How long the response may be cached: `max-age` minus `Age`; `None` when it may not be
     /// stored by a shared cache (RFC 9111 §3, §5.2.2). A `200`, or a `404` with an explicit
     /// `max-age` (negative caching, RFC 9111 §4.2.2); nothing else.
@@ -88,12 +100,12 @@ impl Upstream {
     }
 
     /// GETs `path_and_query` (a validated route, with normalized directives) from the
-    /// upstream; gives up after `timeout` (504).
-    pub(crate) async fn get(
+    /// upstream and returns its head with the body still to read ([`collect`], or
+    /// [`crate::filling::receive`]); the caller bounds the time.
+    pub(crate) async fn open(
         &self,
         path_and_query: &str,
-        timeout: Duration,
-    ) -> Result<Fetched, EdgeError> {
+    ) -> Result<(Head, hyper::body::Incoming), EdgeError> {
         let uri: http::Uri = format!("{}{}", self.base, path_and_query)
             .parse()
             .map_err(|_| EdgeError::BadUpstream)?;
@@ -111,34 +123,38 @@ impl Upstream {
         let request = request
             .body(Empty::new())
             .map_err(|_| EdgeError::BadUpstream)?;
-        let fetch = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                tracing::warn!(error = %e, "upstream request failed");
-                EdgeError::UpstreamUnreachable
-            })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY_BYTES)
-                .collect()
-                .await
-                .map_err(|_| EdgeError::UpstreamUnreachable)?
-                .to_bytes();
-            let age = parts
+        let response = self.client.request(request).await.map_err(|e| {
+            tracing::warn!(error = %e, "upstream request failed");
+            EdgeError::UpstreamUnreachable
+        })?;
+        let (parts, body) = response.into_parts();
+        let number = |name| {
+            parts
                 .headers
-                .get(AGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            Ok(Fetched {
-                status: parts.status,
-                content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-                cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
-                age,
-                body,
-            })
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
         };
-        tokio::time::timeout(timeout, fetch)
-            .await
-            .map_err(|_| EdgeError::UpstreamTimeout)?
+        let head = Head {
+            status: parts.status,
+            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+            cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
+            age: number(AGE).unwrap_or(0),
+            content_length: number(CONTENT_LENGTH),
+        };
+        Ok((head, body))
+    }
+}
+
+/// Reads a whole body by `deadline`, at most [`MAX_BODY_BYTES`].
+pub(crate) async fn collect(
+    body: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, EdgeError> {
+    match tokio::time::timeout_at(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Err(_) => Err(EdgeError::UpstreamTimeout),
+        Ok(Err(_)) => Err(EdgeError::UpstreamUnreachable),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 

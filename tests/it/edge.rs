@@ -148,8 +148,13 @@ fn a_standalone_edge_serves_metrics_and_logs_json() {
 fn etags_ranges_and_compressed_playlists() {
     let weir = Weir::serve("");
     let url = publish_once_first_segment(&weir);
+    // A miss is streamed as it arrives: ranges are offered, the ETag (a hash of the whole
+    // body) comes with the answers from the cache.
+    let first = get(&url);
+    assert_eq!(first.header("accept-ranges"), Some("bytes"));
     let whole = get(&url);
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert!(first.body == whole.body);
     let etag = whole.header("etag").expect("an ETag").to_string();
     // Revalidation: 304, no body; another tag: the object.
     let again = get_with(&url, &[("if-none-match", &etag)]);

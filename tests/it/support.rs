@@ -597,7 +597,9 @@ pub(crate) fn write_flv(path: &Path, tags: &[(u8, u32, bytes::Bytes)]) {
 /// The value of the Prometheus sample `name{labels}` in `weir`'s `/metrics` (0 if absent).
 /// `labels` is the exact label text, e.g. `kind="playlist",status="200"`.
 pub(crate) fn metric(weir: &Weir, name: &str, labels: &str) -> f64 {
-    let text = get(&weir.origin_url("/metrics")).text();
+    // A standalone edge serves them on its metrics listener, `weir serve` on the origin's.
+    let addr = weir.metrics.or(weir.origin).expect("a /metrics listener");
+    let text = get(&format!("http://{addr}/metrics")).text();
     let series = if labels.is_empty() {
         format!("{name} ")
     } else {
