@@ -64,7 +64,8 @@ enum Command {
         /// TOML configuration; only [edge] is used.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Upstream base URL, e.g. http://origin:8081 (overrides edge.upstream).
+        /// Upstream base URL, e.g. http://origin:8081, or several separated by commas, most
+        /// preferred first (overrides edge.upstream).
         #[arg(long)]
         upstream: Option<String>,
         /// Edge listen address (overrides edge.listen).
@@ -210,9 +211,12 @@ fn main() -> anyhow::Result<()> {
                 if let Some(ms) = upstream_timeout_ms {
                     c.edge.upstream_timeout = std::time::Duration::from_millis(ms);
                 }
-                let upstream = upstream
-                    .or(c.edge.upstream.clone())
-                    .context("weir edge needs --upstream URL (or edge.upstream in the config)")?;
+                let upstream = match upstream {
+                    Some(u) => weir_config::parse_upstreams(u)?,
+                    None => c.edge.upstream.clone().context(
+                        "weir edge needs --upstream URL[,URL...] (or edge.upstream in the config)",
+                    )?,
+                };
                 let listener = bind(c.edge.listen, "edge").await?;
                 let metrics = match c.edge.metrics_listen {
                     Some(addr) => {

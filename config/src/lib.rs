@@ -142,8 +142,9 @@ pub struct EdgeSettings {
     /// Where `weir edge` serves `/metrics` (Prometheus text), apart from viewers. None by
     /// default (under `weir serve` the origin listener serves them).
     pub metrics_listen: Option<SocketAddr>,
-    /// The upstream (origin or shield edge) base URL, `http://host:port`. Under `weir serve`
-    /// it defaults to the in-process origin.
+    /// The upstream (origin or shield edge) base URL, `http://host:port`, or several
+    /// separated by commas, most preferred first (failover). Under `weir serve` it defaults
+    /// to the in-process origin.
     pub upstream: Option<String>,
     /// Cache capacity, bytes of cached bodies. Default 512 MiB.
     pub cache_capacity_bytes: u64,
@@ -286,6 +287,35 @@ impl Default for RawEdge {
             http: listener::RawHttp::default(),
         }
     }
+}
+
+/// `edge.upstream`: base URLs separated by commas, each `http://host:port` (trailing `/`
+/// dropped).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for an empty list or a URL that is not plain `http://`.
+pub fn parse_upstreams(list: String) -> Result<String, ConfigError> {
+    let bases: Vec<&str> = list
+        .split(',')
+        .map(|b| b.trim().trim_end_matches('/'))
+        .filter(|b| !b.is_empty())
+        .collect();
+    if bases.is_empty() {
+        return Err(ConfigError::Invalid("edge.upstream: no URL".into()));
+    }
+    for b in &bases {
+        let host = b.strip_prefix("http://").ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "edge.upstream: {b:?} is not an http:// URL (HTTPS upstreams are not supported yet)"
+            ))
+        })?;
+        if host.is_empty() || host.contains('/') {
+            return Err(ConfigError::Invalid(format!(
+                "edge.upstream: {b:?} must be http://host:port, without a path"
+            )));
+        }
+    }
+    Ok(bases.join(","))
 }
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
@@ -440,10 +470,7 @@ impl Config {
                     .as_deref()
                     .map(|a| addr("edge.metrics_listen", a))
                     .transpose()?,
-                upstream: raw
-                    .edge
-                    .upstream
-                    .map(|u| u.trim_end_matches('/').to_string()),
+                upstream: raw.edge.upstream.map(parse_upstreams).transpose()?,
                 cache_capacity_bytes: raw.edge.cache_capacity_bytes.max(1024 * 1024),
                 upstream_timeout: ms(
                     "edge.upstream_timeout_ms",

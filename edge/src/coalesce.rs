@@ -323,17 +323,16 @@ impl Coalescer {
     ) {
         metrics::counter!("weir_edge_upstream_requests_total").increment(1);
         let deadline = tokio::time::Instant::now() + timeout;
-        let fetched = match tokio::time::timeout_at(deadline, self.upstream.open(&path)).await {
-            Err(_) => Err(EdgeError::UpstreamTimeout),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok((head, body))) if media && head.status == http::StatusCode::OK => {
+        let fetched = match self.upstream.open(&path, deadline).await {
+            Err(e) => Err(e),
+            Ok((head, body)) if media && head.status == http::StatusCode::OK => {
                 let filling = Filling::new(head);
                 tx.send_replace(Some(Progress::Streaming(filling.clone())));
                 receive(body, &filling, deadline)
                     .await
                     .map(|body| Fetched::new(filling.head.clone(), body))
             }
-            Ok(Ok((head, body))) => collect(body, deadline)
+            Ok((head, body)) => collect(body, deadline)
                 .await
                 .map(|body| Fetched::new(head, body)),
         };

@@ -22,7 +22,8 @@
 //!              waiters, then 503; a playlist refresh slower than stale_while_revalidate
 //!              answered with the last good copy)
 //!        --> 6 upstream: bounded by a timeout, a longer one for blocking playlist requests;
-//!              502 unreachable, 504 too slow; TTL from the upstream's Cache-Control
+//!              502 unreachable, 504 too slow; TTL from the upstream's Cache-Control; with
+//!              several upstreams, the first one up, failing over to the next (health)
 //!        --> 7 response: Age, X-Cache, CORS exposing Age; a playlist of a token-protected
 //!              event gets the viewer's token in every URI, on the way out; ETag and
 //!              If-None-Match (304), Range on media (206/416); gzip/br for playlists
@@ -44,6 +45,7 @@ mod conditional;
 mod filling;
 mod follow;
 mod geo;
+mod health;
 mod policy;
 mod response;
 mod rewrite;
@@ -57,6 +59,7 @@ mod upstream;
 pub use access::Denial;
 pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
 pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
+pub use health::{PROBE_EVERY as UPSTREAM_PROBE_EVERY, PROBE_TIMEOUT as UPSTREAM_PROBE_TIMEOUT};
 pub use server::{router, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 

@@ -1,8 +1,10 @@
 //! The route phase: is this a path the edge serves. Default (and only) scheme: weir's viewer
 //! URLs ([`weir_url::Route`]: master and media playlists, init segments, segments, parts,
 //! content keys) and, for an edge in front of this one (a shield tier), the access policy
-//! path `/internal/v1/events/{event}/access`. Anything else is answered 404 here, before the
-//! access phases and without an upstream request, so junk costs the upstream nothing.
+//! path `/internal/v1/events/{event}/access` and the content key path
+//! `/internal/v1/keys/{event}/{key_id}` (both only with the cluster secret). Anything else is
+//! answered 404 here, before the access phases and without an upstream request, so junk
+//! costs the upstream nothing.
 
 use weir_url::{EventId, Route};
 
@@ -13,6 +15,8 @@ pub(crate) enum Served {
     Viewer(Route),
     /// An event's access policy, for an edge in front of this one.
     PolicyForEdge(EventId),
+    /// A content key (event, key id), for an edge in front of this one.
+    KeyForEdge(EventId, Box<str>),
 }
 
 /// Parses a request path (without query); `None`: not served (404).
@@ -22,6 +26,12 @@ pub(crate) fn served(path: &str) -> Option<Served> {
         .and_then(|rest| rest.strip_suffix("/access"))
     {
         return EventId::parse(event).map(Served::PolicyForEdge);
+    }
+    if let Some(rest) = path.strip_prefix("/internal/v1/keys/") {
+        return match Route::parse(&format!("/keys/{rest}")) {
+            Some(Route::Key(event, id)) => Some(Served::KeyForEdge(event, id)),
+            _ => None,
+        };
     }
     Route::parse(path).map(Served::Viewer)
 }
@@ -44,7 +54,12 @@ mod tests {
             ),
             ("/internal/v1/events/../access", None),
             ("/internal/v1/events//access", None),
-            ("/internal/v1/keys/demo/0a1b", None),
+            (
+                "/internal/v1/keys/demo/0a1b",
+                Some(Served::KeyForEdge(event("demo"), "0a1b".into())),
+            ),
+            ("/internal/v1/keys/demo/0A1B", None),
+            ("/internal/v1/keys/../0a1b", None),
             ("/internal/v1/events/demo", None),
             ("/metrics", None),
             ("/", None),

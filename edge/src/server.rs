@@ -31,7 +31,8 @@ use crate::upstream::Upstream;
 /// The edge's settings.
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
-    /// Upstream base URL, `http://host:port` (no trailing slash).
+    /// Upstream base URL, `http://host:port`, or several separated by commas, most
+    /// preferred first (failover with health checks: [`crate::UPSTREAM_PROBE_EVERY`]).
     pub upstream: String,
     /// Cache capacity: bytes of cached bodies (plus keys).
     pub cache_capacity_bytes: u64,
@@ -145,7 +146,7 @@ struct EdgeState {
 pub fn router(config: EdgeConfig) -> Result<Router, String> {
     let geo = Geo::open(config.access.geoip_database.clone())?;
     let upstream = Upstream::new(
-        config.upstream.clone(),
+        &config.upstream,
         config.upstream_timeout,
         config.access.cluster_secret.clone(),
         config
@@ -153,10 +154,18 @@ pub fn router(config: EdgeConfig) -> Result<Router, String> {
             .clone()
             .or(config.access.cluster_secret.clone()),
     );
+    let primary = upstream
+        .targets
+        .primary()
+        .map(|t| t.base.clone())
+        .ok_or("no upstream URL")?;
+    if upstream.targets.order().len() > 1 {
+        tokio::spawn(upstream.targets.clone().probe_loop(upstream.client.clone()));
+    }
     let audience = Arc::new(Audience::default());
     tokio::spawn(report_loop(
         audience.clone(),
-        config.upstream.clone(),
+        primary,
         config.id.clone(),
         config.access.cluster_secret.clone(),
     ));
@@ -260,14 +269,8 @@ async fn policy_for_edge(
     event: &EventId,
     headers: &http::HeaderMap,
 ) -> Result<Response, EdgeError> {
-    if let Some(secret) = &state.config.access.cluster_secret {
-        let presented = headers
-            .get(crate::CLUSTER_SECRET_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !secret.matches(presented) {
-            return Err(EdgeError::NotFound);
-        }
+    if state.config.access.cluster_secret.is_some() && !from_edge(state, headers) {
+        return Err(EdgeError::NotFound);
     }
     let path = crate::policy::policy_path(event.as_str());
     let (outcome, role) = state
@@ -281,6 +284,21 @@ async fn policy_for_edge(
     };
     let cached = outcome?;
     Ok(response(&cached, status, Shape::plain()))
+}
+
+/// Whether the request carries this edge's configured cluster secret (an edge in front of
+/// this one); `false` when none is configured.
+fn from_edge(state: &EdgeState, headers: &http::HeaderMap) -> bool {
+    let presented = headers
+        .get(crate::CLUSTER_SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    state
+        .config
+        .access
+        .cluster_secret
+        .as_ref()
+        .is_some_and(|secret| secret.matches(presented))
 }
 
 /// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
@@ -345,6 +363,14 @@ async fn respond(
     // Is this a path we serve: junk never reaches the upstream.
     let route = match served(uri.path()).ok_or(EdgeError::NotFound)? {
         Served::PolicyForEdge(event) => return policy_for_edge(state, &event, headers).await,
+        // A content key for an edge in front of this one: only with the cluster secret (a
+        // shield without one never hands out keys), never stored.
+        Served::KeyForEdge(event, id) => {
+            if !from_edge(state, headers) {
+                return Err(EdgeError::NotFound);
+            }
+            return content_key(state, event.as_str(), &id).await;
+        }
         Served::Viewer(route) => route,
     };
     // Phases 2 and 3: geo and token, under the event's policy.

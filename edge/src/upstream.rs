@@ -1,5 +1,6 @@
 //! The upstream HTTP client: one GET, bounded in time and size.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::filling::Head;
+use crate::health::Targets;
 use crate::EdgeError;
 
 /// Largest upstream body the edge accepts (a long segment of a high bit rate stream).
@@ -64,10 +66,11 @@ impl Fetched {
     }
 }
 
+/// The HTTP client for the upstreams ([`Targets`]: failover in order of preference).
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
-    base: String,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    pub(crate) targets: Arc<Targets>,
+    pub(crate) client: Client<HttpConnector, Empty<Bytes>>,
     /// Sent on internal paths (`/internal/...`) only.
     cluster_secret: Option<HeaderValue>,
     /// Sent for content keys (`/internal/v1/keys/...`).
@@ -75,9 +78,10 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// A client for `base`; connecting gives up after `connect_timeout`.
+    /// A client for `bases` (one base URL or several separated by commas, most preferred
+    /// first); connecting gives up after `connect_timeout`.
     pub(crate) fn new(
-        base: String,
+        bases: &str,
         connect_timeout: Duration,
         cluster_secret: Option<weir_config::ClusterSecret>,
         key_secret: Option<weir_config::ClusterSecret>,
@@ -92,21 +96,72 @@ impl Upstream {
             s.and_then(|s| HeaderValue::from_str(s.expose()).ok())
         };
         Upstream {
-            base,
+            targets: Arc::new(Targets::parse(bases)),
             client,
             cluster_secret: header(cluster_secret),
             key_secret: header(key_secret),
         }
     }
 
-    /// GETs `path_and_query` (a validated route, with normalized directives) from the
-    /// upstream and returns its head with the body still to read ([`collect`], or
-    /// [`crate::filling::receive`]); the caller bounds the time.
+    /// GETs `path_and_query` (a validated route, with normalized directives) from the first
+    /// upstream that answers by `deadline`, and returns its head with the body still to read
+    /// ([`collect`], or [`crate::filling::receive`]). Each upstream tried gets an equal share
+    /// of the time left; one that fails (connection, its share of time, 502/503/504 while
+    /// others remain) is marked down and the next is tried.
+    ///
+    /// # Errors
+    /// The last upstream's failure: [`EdgeError::UpstreamUnreachable`] or
+    /// [`EdgeError::UpstreamTimeout`].
     pub(crate) async fn open(
         &self,
         path_and_query: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<(Head, hyper::body::Incoming), EdgeError> {
-        let uri: http::Uri = format!("{}{}", self.base, path_and_query)
+        let order = self.targets.order();
+        let mut last = EdgeError::UpstreamUnreachable;
+        for (i, target) in order.iter().enumerate() {
+            let left = (order.len() - i) as u32;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(EdgeError::UpstreamTimeout);
+            }
+            let share = (deadline - now) / left;
+            let attempt = self.attempt(&target.base, path_and_query);
+            match tokio::time::timeout(share, attempt).await {
+                Ok(Ok((head, body))) => {
+                    let gateway = matches!(head.status.as_u16(), 502..=504);
+                    if !gateway || left == 1 {
+                        if !gateway {
+                            target.mark_up();
+                        }
+                        return Ok((head, body));
+                    }
+                    target.mark_down("answered 5xx");
+                    last = EdgeError::UpstreamUnreachable;
+                }
+                Ok(Err(e)) => {
+                    target.mark_down("unreachable");
+                    last = e;
+                }
+                Err(_) => {
+                    target.mark_down("timed out");
+                    last = EdgeError::UpstreamTimeout;
+                }
+            }
+            if left > 1 {
+                metrics::counter!("weir_edge_upstream_failovers_total").increment(1);
+            }
+        }
+        Err(last)
+    }
+
+    /// One GET of `path_and_query` from the upstream at `base`.
+    async fn attempt(
+        &self,
+        base: &str,
+        path_and_query: &str,
+    ) -> Result<(Head, hyper::body::Incoming), EdgeError> {
+        let uri: http::Uri = format!("{base}{path_and_query}")
             .parse()
             .map_err(|_| EdgeError::BadUpstream)?;
         let mut request = http::Request::get(uri);

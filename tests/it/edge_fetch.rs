@@ -1,12 +1,14 @@
 //! The edge's upstream fetches against a scripted upstream that holds answers on the test's
 //! word: a miss streamed to every waiter as it arrives (and not cancelled by a viewer who
-//! leaves), the bound on waiters, and stale-while-revalidate for a slow playlist refresh.
+//! leaves), the bound on waiters, stale-while-revalidate for a slow playlist refresh, and
+//! failover between upstreams with health checks, and a shield tier (two edges, one shield
+//! edge, one origin) with keys passed through it.
 
 use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::fake_upstream::{edge_with, FakeUpstream, Hold};
+use crate::fake_upstream::{edge_with, edge_with_sections, FakeUpstream, Hold};
 use crate::support::*;
 
 const SEGMENT: &str = "/live/it/source/abc1/7.m4s";
@@ -174,4 +176,133 @@ fn a_slow_playlist_refresh_is_answered_with_the_last_good_copy_and_goes_on() {
     });
     assert_ne!(fresh.header("x-cache"), Some("STALE"));
     assert!(up.requests(playlist) >= refreshes);
+}
+
+#[test]
+fn an_edge_fails_over_to_the_next_upstream_and_takes_the_first_back_when_it_returns() {
+    // The preferred upstream: a socket that takes connections and never answers (a hung
+    // or black-holed origin). Kept open, so no other test can be given its port.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let primary_url = format!("http://{}", hung.local_addr().unwrap());
+    let backup = FakeUpstream::start();
+    let body = segment_bytes();
+    let put = |up: &FakeUpstream, path: &str, hold| {
+        up.put(
+            path,
+            body.clone(),
+            "video/iso.segment",
+            "public, max-age=3600",
+            hold,
+        )
+    };
+    put(&backup, SEGMENT, Hold::None);
+    let edge = edge_with(
+        &format!("{primary_url},{}", backup.url),
+        "upstream_timeout_ms = 4000",
+    );
+    let up = format!("upstream=\"{primary_url}\"");
+
+    // The preferred upstream does not answer: after its share of the timeout (half) the
+    // backup answers, and the preferred one is marked down.
+    let first = get(&edge.edge_url(SEGMENT));
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.body == body);
+    assert_eq!(backup.requests(SEGMENT), 1);
+    assert!(metric(&edge, "weir_edge_upstream_failovers_total", "") >= 1.0);
+    assert_eq!(metric(&edge, "weir_edge_upstream_up", &up), 0.0);
+
+    // It comes back: the probes take it back, and new objects come from it.
+    let primary = FakeUpstream::start_with(hung);
+    let next = "/live/it/source/abc1/8.m4s";
+    put(&primary, next, Hold::None);
+    put(&backup, next, Hold::None);
+    wait_for(
+        "the preferred upstream taken back",
+        Duration::from_secs(30),
+        || (metric(&edge, "weir_edge_upstream_up", &up) == 1.0).then_some(()),
+    );
+    assert_eq!(get(&edge.edge_url(next)).status, 200);
+    assert_eq!((primary.requests(next), backup.requests(next)), (1, 0));
+
+    // It hangs: after its share of the timeout the backup answers.
+    let failovers = metric(&edge, "weir_edge_upstream_failovers_total", "");
+    let third = "/live/it/source/abc1/9.m4s";
+    put(&primary, third, Hold::BeforeHead);
+    put(&backup, third, Hold::None);
+    let answered = get(&edge.edge_url(third));
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    assert!(answered.body == body);
+    assert_eq!((primary.requests(third), backup.requests(third)), (1, 1));
+    assert!(metric(&edge, "weir_edge_upstream_failovers_total", "") > failovers);
+    primary.release();
+}
+
+#[test]
+fn a_shield_tier_makes_one_origin_request_per_object_for_every_viewer_of_two_edges() {
+    const CLUSTER: &str = "shield-tier-test-cluster-secret-42";
+    const VIEWERS_PER_EDGE: usize = 200;
+    let origin = FakeUpstream::start();
+    let body = segment_bytes();
+    origin.put(
+        SEGMENT,
+        body.clone(),
+        "video/iso.segment",
+        "public, max-age=3600",
+        Hold::BeforeHead,
+    );
+    let key_path = "/internal/v1/keys/it/0a1b2c3d4e5f6789";
+    let key: Vec<u8> = (1..=16).collect();
+    origin.put(
+        key_path,
+        key.clone(),
+        "application/octet-stream",
+        "private, no-store",
+        Hold::None,
+    );
+    let access = format!("[access]\ncluster_secret = \"{CLUSTER}\"");
+    let settings = "upstream_timeout_ms = 60000";
+    let shield = edge_with_sections(&origin.url, settings, &access);
+    let shield_url = format!("http://{}", shield.edge);
+    let edges = [
+        edge_with_sections(&shield_url, settings, &access),
+        edge_with_sections(&shield_url, settings, &access),
+    ];
+
+    // 200 viewers at each edge ask while the origin has not answered yet.
+    let viewers: Vec<_> = edges
+        .iter()
+        .flat_map(|e| std::iter::repeat_n(e.edge_url(SEGMENT), VIEWERS_PER_EDGE))
+        .map(|url| std::thread::spawn(move || get(&url)))
+        .collect();
+    wait_for("every viewer waiting", Duration::from_secs(60), || {
+        let waiting: f64 = edges
+            .iter()
+            .map(|e| metric(e, "weir_edge_waiting_requests", ""))
+            .sum();
+        (waiting >= (2 * VIEWERS_PER_EDGE) as f64).then_some(())
+    });
+    origin.release();
+    for v in viewers {
+        let f = v.join().unwrap();
+        assert_eq!(f.status, 200, "{}", f.text());
+        assert!(f.body == body, "{} bytes", f.body.len());
+    }
+    assert_eq!(
+        origin.requests(SEGMENT),
+        1,
+        "one origin request for {} viewers",
+        2 * VIEWERS_PER_EDGE
+    );
+
+    // Content keys pass through the shield and are kept by neither tier.
+    for e in &edges {
+        let k = get(&e.edge_url("/keys/it/0a1b2c3d4e5f6789"));
+        assert_eq!(k.status, 200, "{}", k.text());
+        assert_eq!(k.body, key);
+        assert_eq!(k.header("cache-control"), Some("private, no-store"));
+    }
+    assert_eq!(origin.requests(key_path), 2, "never from a cache");
+    // Without the cluster secret the shield hands out no key.
+    assert_eq!(get(&shield.edge_url(key_path)).status, 404);
+    assert_eq!(origin.requests(key_path), 2);
 }

@@ -47,7 +47,16 @@ pub(crate) struct FakeUpstream {
 
 impl FakeUpstream {
     pub(crate) fn start() -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        FakeUpstream::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// An upstream listening on `addr`.
+    pub(crate) fn start_on(addr: std::net::SocketAddr) -> FakeUpstream {
+        FakeUpstream::start_with(TcpListener::bind(addr).unwrap())
+    }
+
+    /// An upstream answering on `listener` (connections already queued on it included).
+    pub(crate) fn start_with(listener: TcpListener) -> FakeUpstream {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let up = FakeUpstream {
             url,
@@ -177,10 +186,19 @@ impl FakeUpstream {
 /// `weir edge` in front of `upstream` with `[edge]` settings `edge_toml` (TOML lines), its
 /// `/metrics` on a listener of its own.
 pub(crate) fn edge_with(upstream: &str, edge_toml: &str) -> crate::support::Weir {
+    edge_with_sections(upstream, edge_toml, "")
+}
+
+/// As [`edge_with`], with more TOML sections after `[edge]` (e.g. `[access]`).
+pub(crate) fn edge_with_sections(
+    upstream: &str,
+    edge_toml: &str,
+    sections: &str,
+) -> crate::support::Weir {
     let file = crate::support::scratch_dir().join("edge.toml");
     std::fs::write(
         &file,
-        format!("[edge]\nmetrics_listen = \"127.0.0.1:0\"\n{edge_toml}\n"),
+        format!("[edge]\nmetrics_listen = \"127.0.0.1:0\"\n{edge_toml}\n{sections}\n"),
     )
     .unwrap();
     crate::support::spawn(&[
