@@ -295,6 +295,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let (rtmp_addr, origin_addr, edge_addr) =
         (rtmp.local_addr()?, origin.local_addr()?, edge.local_addr()?);
     control.set_rtmp_endpoint(rtmp_addr.port(), &c.rtmp.app);
+    control.set_local_edge(&format!("{}://{edge_addr}", listen::scheme(&c.edge.http)));
     if embedded {
         tracing::warn!("no --config: running the embedded demo event; its stream key is public, do not expose this server");
     }

@@ -23,6 +23,9 @@ pub struct ControlSettings {
     pub admin_tokens: Vec<AdminToken>,
     /// Webhooks (`[control.hooks]`).
     pub hooks: HookSettings,
+    /// The edges the admin API's purge reaches (`http://host:port` each, besides the edge of
+    /// `weir serve` itself), told with the cluster secret. None by default.
+    pub edges: Vec<String>,
 }
 
 /// Webhooks (`[control.hooks]`): HTTP POSTs of JSON to the operator's URLs when publishers
@@ -176,6 +179,7 @@ pub(crate) struct RawControl {
     database_url: Option<String>,
     admin_tokens: Vec<String>,
     hooks: RawHooks,
+    edges: Vec<String>,
 }
 
 impl Default for RawControl {
@@ -185,6 +189,7 @@ impl Default for RawControl {
             database_url: None,
             admin_tokens: Vec::new(),
             hooks: RawHooks::default(),
+            edges: Vec::new(),
         }
     }
 }
@@ -208,6 +213,20 @@ impl RawControl {
                 .map(|t| AdminToken::new(t))
                 .collect::<Result<_, _>>()?,
             hooks: self.hooks.validate()?,
+            edges: self
+                .edges
+                .into_iter()
+                .map(|e| {
+                    let e = e.trim_end_matches('/').to_string();
+                    if e.starts_with("http://") || e.starts_with("https://") {
+                        Ok(e)
+                    } else {
+                        Err(ConfigError::Invalid(format!(
+                            "control.edges: {e:?} is not an http:// or https:// URL"
+                        )))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

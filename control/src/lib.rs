@@ -33,7 +33,7 @@ use weir_origin::Store;
 
 pub use api::{
     router as admin_router, ApiDoc, CreateEvent, CreateToken, CreatedEvent, CreatedToken,
-    ErrorBody, EventView, Kicked, RotateKey, RotatedKey, TokenView, UpdateEvent,
+    EdgePurge, ErrorBody, EventView, Kicked, Purged, RotateKey, RotatedKey, TokenView, UpdateEvent,
 };
 pub use audience::EdgeViewers;
 pub use db::{Database, DbError, EventRecord, StoredToken};
@@ -60,6 +60,9 @@ pub struct Control<S: Store> {
     key_secret: weir_config::ClusterSecret,
     /// The content keys of encrypted events.
     keys: Arc<weir_drm::KeyStore>,
+    /// The edges a purge reaches: `[control] edges`, then the edge of this process once
+    /// bound ([`Control::set_local_edge`]).
+    edges: std::sync::RwLock<Vec<String>>,
 }
 
 pub use weir_config::CLUSTER_SECRET_HEADER;
@@ -133,6 +136,24 @@ impl<S: Store> Control<S> {
     /// application), so the API can hand out publish URLs. Only the first call counts.
     pub fn set_rtmp_endpoint(&self, port: u16, app: &str) {
         let _ = self.rtmp.set((port, app.to_string()));
+    }
+
+    /// Adds the edge of this process (`http://host:port`) to those a purge reaches.
+    pub fn set_local_edge(&self, base: &str) {
+        self.edges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(base.trim_end_matches('/').to_string());
+    }
+
+    /// The edges a purge reaches.
+    pub(crate) fn edges(&self) -> Vec<String> {
+        self.edges.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The secret the control plane presents to edges (purges).
+    pub(crate) fn edge_secret(&self) -> &weir_config::ClusterSecret {
+        &self.key_secret
     }
 
     /// Opens the database (creating and migrating it as needed), seeds the configuration
@@ -221,6 +242,7 @@ impl<S: Store> Control<S> {
                 }
             },
             keys,
+            edges: std::sync::RwLock::new(config.control.edges.clone()),
         });
         Ok(Opened {
             control,

@@ -192,6 +192,15 @@ impl Coalescer {
         }))
     }
 
+    /// Drops every cached object of `event` and its last good copies
+    /// ([`crate::purge::purge_event`]); returns how many cache entries went.
+    pub(crate) fn purge(&self, event: &str) -> u64 {
+        if let Some(stale) = &self.stale {
+            crate::purge::purge_event(stale, event);
+        }
+        crate::purge::purge_event(&self.cache, event)
+    }
+
     /// The cached response for `key`, if fresh.
     pub(crate) fn hit(&self, key: &str) -> Option<Arc<Cached>> {
         self.cache.get(key)

@@ -47,6 +47,7 @@ mod follow;
 mod geo;
 mod health;
 mod policy;
+mod purge;
 mod response;
 mod rewrite;
 mod route;

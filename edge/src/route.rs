@@ -2,7 +2,8 @@
 //! URLs ([`weir_url::Route`]: master and media playlists, init segments, segments, parts,
 //! content keys) and, for an edge in front of this one (a shield tier), the access policy
 //! path `/internal/v1/events/{event}/access` and the content key path
-//! `/internal/v1/keys/{event}/{key_id}` (both only with the cluster secret). Anything else is
+//! `/internal/v1/keys/{event}/{key_id}` (both only with the cluster secret), and the purge
+//! path `POST /internal/v1/purge/{event}` for the control plane. Anything else is
 //! answered 404 here, before the access phases and without an upstream request, so junk
 //! costs the upstream nothing.
 
@@ -17,6 +18,8 @@ pub(crate) enum Served {
     PolicyForEdge(EventId),
     /// A content key (event, key id), for an edge in front of this one.
     KeyForEdge(EventId, Box<str>),
+    /// `POST /internal/v1/purge/{event}`: drop the event's cached objects.
+    Purge(EventId),
 }
 
 /// Parses a request path (without query); `None`: not served (404).
@@ -26,6 +29,9 @@ pub(crate) fn served(path: &str) -> Option<Served> {
         .and_then(|rest| rest.strip_suffix("/access"))
     {
         return EventId::parse(event).map(Served::PolicyForEdge);
+    }
+    if let Some(event) = path.strip_prefix("/internal/v1/purge/") {
+        return EventId::parse(event).map(Served::Purge);
     }
     if let Some(rest) = path.strip_prefix("/internal/v1/keys/") {
         return match Route::parse(&format!("/keys/{rest}")) {
@@ -59,6 +65,11 @@ mod tests {
                 Some(Served::KeyForEdge(event("demo"), "0a1b".into())),
             ),
             ("/internal/v1/keys/demo/0A1B", None),
+            (
+                "/internal/v1/purge/demo",
+                Some(Served::Purge(event("demo"))),
+            ),
+            ("/internal/v1/purge/demo/x", None),
             ("/internal/v1/keys/../0a1b", None),
             ("/internal/v1/events/demo", None),
             ("/metrics", None),

@@ -286,6 +286,42 @@ async fn policy_for_edge(
     Ok(response(&cached, status, Shape::plain()))
 }
 
+/// `POST /internal/v1/purge/{event}` ([`crate::purge`]): with the cluster secret or the
+/// key secret of this process's control plane; 404 without (as every internal path).
+fn purge(
+    state: &EdgeState,
+    method: &Method,
+    event: &EventId,
+    headers: &http::HeaderMap,
+) -> Result<Response, EdgeError> {
+    let presented = headers
+        .get(crate::CLUSTER_SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let key_secret_ok = state
+        .config
+        .key_secret
+        .as_ref()
+        .is_some_and(|s| s.matches(presented));
+    if !from_edge(state, headers) && !key_secret_ok {
+        return Err(EdgeError::NotFound);
+    }
+    if method != Method::POST {
+        return Err(EdgeError::MethodNotAllowed);
+    }
+    let purged = state.coalescer.purge(event.as_str());
+    tracing::info!(event = %event, purged, "event purged from the edge cache");
+    metrics::counter!("weir_edge_purged_objects_total").increment(purged);
+    let mut r = format!("{{\"purged\":{purged}}}\n").into_response();
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
 /// Whether the request carries this edge's configured cluster secret (an edge in front of
 /// this one); `false` when none is configured.
 fn from_edge(state: &EdgeState, headers: &http::HeaderMap) -> bool {
@@ -357,11 +393,16 @@ async fn respond(
     if method == Method::OPTIONS {
         return Ok(weir_http::cors_preflight());
     }
+    // Is this a path we serve: junk never reaches the upstream.
+    let served = served(uri.path()).ok_or(EdgeError::NotFound)?;
+    if let Served::Purge(event) = &served {
+        return purge(state, method, event, headers);
+    }
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
-    // Is this a path we serve: junk never reaches the upstream.
-    let route = match served(uri.path()).ok_or(EdgeError::NotFound)? {
+    let route = match served {
+        Served::Purge(_) => return Err(EdgeError::NotFound),
         Served::PolicyForEdge(event) => return policy_for_edge(state, &event, headers).await,
         // A content key for an edge in front of this one: only with the cluster secret (a
         // shield without one never hands out keys), never stored.

@@ -623,3 +623,46 @@ fn events_persist_in_postgresql() {
     weir.restart();
     assert_eq!(event_ids(&weir), ["it"]);
 }
+
+#[test]
+fn a_purge_drops_the_events_objects_from_every_edge_it_knows() {
+    // The edge of `weir serve`, and a listed edge that is not there (port 9 refuses).
+    let weir = Weir::serve(&format!(
+        "{}edges = [\"http://127.0.0.1:9\"]\n",
+        control_toml()
+    ));
+    let segment = publish_once_first_segment(&weir);
+    let master = weir.edge_url("/live/it/master.m3u8");
+    for url in [&segment, &master] {
+        get(url);
+        assert_eq!(get(url).header("x-cache"), Some("HIT"), "{url}");
+    }
+    let before = get(&segment).body;
+
+    let (status, body) = api(&weir, "POST", "/admin/v1/events/it/purge", None);
+    assert_eq!(status, 200, "{body}");
+    let edges = body["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "{body}");
+    assert_eq!(edges[0]["edge"], "http://127.0.0.1:9");
+    assert!(edges[0]["error"].is_string(), "{body}");
+    let local = &edges[1];
+    assert_eq!(local["edge"], format!("http://{}", weir.edge));
+    assert!(local["purged"].as_u64().unwrap() >= 2, "{body}");
+
+    // The next requests go to the origin again, and get the same objects.
+    let again = get(&segment);
+    assert_eq!(again.header("x-cache"), Some("MISS"));
+    assert!(again.body == before);
+    assert_eq!(get(&master).header("x-cache"), Some("MISS"));
+
+    // An unknown event is 404; the edge's purge path wants the secret.
+    assert_eq!(
+        api(&weir, "POST", "/admin/v1/events/nosuch/purge", None).0,
+        404
+    );
+    let direct = agent()
+        .post(&weir.edge_url("/internal/v1/purge/it"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(direct.status().as_u16(), 404);
+}

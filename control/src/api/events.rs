@@ -12,7 +12,8 @@ use weir_origin::Store;
 
 use super::types::{AuthErrors, ByIdErrors, CreateErrors, EventPath, UpdateErrors};
 use super::types::{
-    CreateEvent, CreatedEvent, EventView, InputName, Kicked, RotateKey, RotatedKey, UpdateEvent,
+    CreateEvent, CreatedEvent, EdgePurge, EventView, InputName, Kicked, Purged, RotateKey,
+    RotatedKey, UpdateEvent,
 };
 use super::{ApiError, ApiJson, ApiJsonOrDefault};
 use crate::db::EventRecord;
@@ -382,4 +383,73 @@ pub(crate) async fn start_event<S: Store>(
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, ApiError> {
     set_ended(&control, &id, false).await
+}
+
+/// Drops the event's cached objects (playlists, segments, parts, its access policy) from
+/// every edge the control plane knows (`[control] edges` and the edge of `weir serve`), so
+/// the next request for each goes to the origin. Each edge is told with the cluster secret
+/// (`POST /internal/v1/purge/{id}`); the answer says what each one did.
+#[utoipa::path(post, path = "/admin/v1/events/{id}/purge", tag = "events",
+    params(EventPath),
+    responses((status = 200, description = "What each edge purged", body = Purged),
+              ByIdErrors))]
+pub(crate) async fn purge<S: Store>(
+    State(control): Ctl<S>,
+    Path(id): Path<String>,
+) -> Result<Json<Purged>, ApiError> {
+    check_event_id(&id).map_err(bad)?;
+    load(&control, &id).await?;
+    let edges = control.edges();
+    let secret = control.edge_secret().expose().to_string();
+    let event = id.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .into();
+        edges
+            .into_iter()
+            .map(|edge| purge_edge(&agent, edge, &event, &secret))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    tracing::info!(event = %id, edges = answers.len(), "purge sent to the edges");
+    Ok(Json(Purged { edges: answers }))
+}
+
+/// Tells one edge to purge `event`.
+fn purge_edge(agent: &ureq::Agent, edge: String, event: &str, secret: &str) -> EdgePurge {
+    let answer = agent
+        .post(&format!("{edge}/internal/v1/purge/{event}"))
+        .header(crate::CLUSTER_SECRET_HEADER, secret)
+        .send_empty();
+    let (purged, error) = match answer {
+        Ok(mut r) if r.status().is_success() => {
+            let n = r
+                .body_mut()
+                .read_to_string()
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["purged"].as_u64());
+            match n {
+                Some(n) => (Some(n), None),
+                None => (None, Some("unreadable answer".to_string())),
+            }
+        }
+        Ok(r) => (
+            None,
+            Some(format!(
+                "answered {} (is [access] cluster_secret the same on both?)",
+                r.status().as_u16()
+            )),
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    EdgePurge {
+        edge,
+        purged,
+        error,
+    }
 }

@@ -29,7 +29,10 @@ use crate::Control;
 type Ctl<S> = State<Arc<Control<S>>>;
 
 pub use tokens::{CreateToken, CreatedToken, TokenView};
-pub use types::{CreateEvent, CreatedEvent, EventView, Kicked, RotateKey, RotatedKey, UpdateEvent};
+pub use types::{
+    CreateEvent, CreatedEvent, EdgePurge, EventView, Kicked, Purged, RotateKey, RotatedKey,
+    UpdateEvent,
+};
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -233,6 +236,7 @@ impl Modify for BearerAuth {
         events::kick,
         events::end_event,
         events::start_event,
+        events::purge,
         tokens::list_tokens,
         tokens::create_token,
         tokens::delete_token,
@@ -246,6 +250,8 @@ impl Modify for BearerAuth {
         RotateKey,
         RotatedKey,
         Kicked,
+        types::Purged,
+        types::EdgePurge,
         crate::EventStatus,
         crate::InputStatus,
         crate::RenditionStatus,
@@ -436,6 +442,7 @@ pub fn router<S: Store>(control: Arc<Control<S>>) -> Router {
         )
         .route("/admin/v1/events/{id}/kick", post(events::kick::<S>))
         .route("/admin/v1/events/{id}/end", post(events::end_event::<S>))
+        .route("/admin/v1/events/{id}/purge", post(events::purge::<S>))
         .route(
             "/admin/v1/events/{id}/start",
             post(events::start_event::<S>),

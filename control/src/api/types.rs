@@ -366,6 +366,26 @@ pub struct Kicked {
     pub kicked: usize,
 }
 
+/// `POST /admin/v1/events/{id}/purge`: what each edge said.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Purged {
+    /// One entry per edge (`[control] edges`, and the edge of `weir serve`).
+    pub edges: Vec<EdgePurge>,
+}
+
+/// One edge's answer to a purge.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct EdgePurge {
+    /// The edge's base URL.
+    pub edge: String,
+    /// Cache entries it dropped; absent when it could not be told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged: Option<u64>,
+    /// Why it could not be told (unreachable, refused the secret...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The error answers of every admin request.
 #[derive(Debug, IntoResponses)]
 #[allow(dead_code)] // Only described, never built: the errors are `ApiError`s.
