@@ -405,11 +405,12 @@ impl Drop for Waiting {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::upstream::Fetched;
 
-    fn object(bytes: usize) -> Arc<Cached> {
+    /// A cached `200` of `bytes` zero bytes, stored for an hour.
+    pub(crate) fn object(bytes: usize) -> Arc<Cached> {
         Arc::new(Cached {
             fetched: Fetched {
                 status: http::StatusCode::OK,

@@ -28,24 +28,7 @@ pub(crate) fn purge_event(cache: &Cache<String, Arc<Cached>>, event: &str) -> u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Fetched;
-    use std::time::{Duration, Instant};
-
-    fn cached() -> Arc<Cached> {
-        Arc::new(Cached {
-            fetched: Fetched {
-                status: http::StatusCode::OK,
-                content_type: None,
-                cache_control: None,
-                age: 0,
-                body: bytes::Bytes::from_static(b"x"),
-            },
-            fetched_at: Instant::now(),
-            ttl: Some(Duration::from_secs(60)),
-            etag: Default::default(),
-            stale: false,
-        })
-    }
+    use crate::coalesce::tests::object;
 
     #[test]
     fn only_the_events_entries_go() {
@@ -59,7 +42,7 @@ mod tests {
             "/live/b/720p/s1/5.m4s",
             "/internal/v1/events/ab/access",
         ] {
-            cache.insert(k.to_string(), cached());
+            cache.insert(k.to_string(), object(1));
         }
         assert_eq!(purge_event(&cache, "a"), 4);
         cache.run_pending_tasks();
