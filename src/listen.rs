@@ -113,6 +113,7 @@ pub(crate) async fn run_edge(
         stale_if_error: c.edge.stale_if_error,
         stale_while_revalidate: c.edge.stale_while_revalidate,
         max_waiters_per_object: c.edge.max_waiters_per_object,
+        upstream_ca_file: c.edge.upstream_ca_file.clone(),
     };
     let app = weir_edge::router(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
     let settings = http_settings("edge", &c.edge.http, base);

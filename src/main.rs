@@ -113,7 +113,13 @@ enum Command {
 
 /// Relative file paths of the configuration are taken from `base`, its directory.
 fn resolve_paths(c: &mut Config, base: &std::path::Path) {
-    if let Some(p) = c.access.geoip_database.as_mut() {
+    for p in [
+        c.access.geoip_database.as_mut(),
+        c.edge.upstream_ca_file.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if p.is_relative() {
             *p = base.join(&*p);
         }

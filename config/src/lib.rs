@@ -148,6 +148,9 @@ pub struct EdgeSettings {
     pub upstream: Option<String>,
     /// Cache capacity, bytes of cached bodies. Default 512 MiB.
     pub cache_capacity_bytes: u64,
+    /// PEM file of certificate authorities trusted for `https://` upstreams, besides the
+    /// system's (relative to the configuration file). None by default.
+    pub upstream_ca_file: Option<std::path::PathBuf>,
     /// Longest wait for an upstream response (connect + headers + body). Default 5 000 ms.
     pub upstream_timeout: Duration,
     /// Longest wait for the upstream's answer to a blocking playlist request (`_HLS_msn`),
@@ -261,6 +264,7 @@ struct RawEdge {
     metrics_listen: Option<String>,
     upstream: Option<String>,
     cache_capacity_bytes: u64,
+    upstream_ca_file: Option<String>,
     upstream_timeout_ms: u64,
     blocking_timeout_ms: u64,
     cors_allow_origin: String,
@@ -278,6 +282,7 @@ impl Default for RawEdge {
             metrics_listen: None,
             upstream: None,
             cache_capacity_bytes: 512 * 1024 * 1024,
+            upstream_ca_file: None,
             upstream_timeout_ms: 5_000,
             blocking_timeout_ms: 35_000,
             cors_allow_origin: "*".into(),
@@ -289,11 +294,11 @@ impl Default for RawEdge {
     }
 }
 
-/// `edge.upstream`: base URLs separated by commas, each `http://host:port` (trailing `/`
-/// dropped).
+/// `edge.upstream`: base URLs separated by commas, each `http://host:port` or
+/// `https://host:port` (trailing `/` dropped).
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] for an empty list or a URL that is not plain `http://`.
+/// [`ConfigError::Invalid`] for an empty list, another scheme, or a path.
 pub fn parse_upstreams(list: String) -> Result<String, ConfigError> {
     let bases: Vec<&str> = list
         .split(',')
@@ -304,11 +309,14 @@ pub fn parse_upstreams(list: String) -> Result<String, ConfigError> {
         return Err(ConfigError::Invalid("edge.upstream: no URL".into()));
     }
     for b in &bases {
-        let host = b.strip_prefix("http://").ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "edge.upstream: {b:?} is not an http:// URL (HTTPS upstreams are not supported yet)"
-            ))
-        })?;
+        let host = b
+            .strip_prefix("http://")
+            .or_else(|| b.strip_prefix("https://"))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "edge.upstream: {b:?} is not an http:// or https:// URL"
+                ))
+            })?;
         if host.is_empty() || host.contains('/') {
             return Err(ConfigError::Invalid(format!(
                 "edge.upstream: {b:?} must be http://host:port, without a path"
@@ -472,6 +480,7 @@ impl Config {
                     .transpose()?,
                 upstream: raw.edge.upstream.map(parse_upstreams).transpose()?,
                 cache_capacity_bytes: raw.edge.cache_capacity_bytes.max(1024 * 1024),
+                upstream_ca_file: raw.edge.upstream_ca_file.map(std::path::PathBuf::from),
                 upstream_timeout: ms(
                     "edge.upstream_timeout_ms",
                     raw.edge.upstream_timeout_ms,

@@ -10,11 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-
 /// How often down upstreams are probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long a probe waits for an answer.
@@ -91,7 +86,7 @@ impl Targets {
 
     /// Probes every down upstream each [`PROBE_EVERY`] until the process ends (only
     /// useful with more than one upstream).
-    pub(crate) async fn probe_loop(self: Arc<Self>, client: Client<HttpConnector, Empty<Bytes>>) {
+    pub(crate) async fn probe_loop(self: Arc<Self>, client: crate::upstream::UpstreamClient) {
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -60,6 +60,8 @@ pub struct EdgeConfig {
     pub stale_while_revalidate: Duration,
     /// Most requests that may wait on one upstream fetch; more get 503 with `Retry-After`.
     pub max_waiters_per_object: usize,
+    /// PEM certificate authorities trusted for `https://` upstreams besides the system's.
+    pub upstream_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -142,18 +144,19 @@ struct EdgeState {
 /// Call within a Tokio runtime.
 ///
 /// # Errors
-/// The GeoIP database cannot be read (the message says why).
+/// The GeoIP database or the upstream CA file cannot be read (the message says why).
 pub fn router(config: EdgeConfig) -> Result<Router, String> {
     let geo = Geo::open(config.access.geoip_database.clone())?;
     let upstream = Upstream::new(
         &config.upstream,
+        config.upstream_ca_file.as_deref(),
         config.upstream_timeout,
         config.access.cluster_secret.clone(),
         config
             .key_secret
             .clone()
             .or(config.access.cluster_secret.clone()),
-    );
+    )?;
     let primary = upstream
         .targets
         .primary()

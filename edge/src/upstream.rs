@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -66,11 +67,43 @@ impl Fetched {
     }
 }
 
+/// The client: HTTP/1.1, plain or TLS by URL scheme.
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// rustls (ring) trusting the system's certificate authorities and those in `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(file) = ca_file {
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(file)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| format!("edge.upstream_ca_file {}: {e}", file.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "edge.upstream_ca_file {}: no certificate in it",
+                file.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("edge.upstream_ca_file {}: {e}", file.display()))?;
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| format!("TLS client: {e}"))
+}
+
 /// The HTTP client for the upstreams ([`Targets`]: failover in order of preference).
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
     pub(crate) targets: Arc<Targets>,
-    pub(crate) client: Client<HttpConnector, Empty<Bytes>>,
+    pub(crate) client: UpstreamClient,
     /// Sent on internal paths (`/internal/...`) only.
     cluster_secret: Option<HeaderValue>,
     /// Sent for content keys (`/internal/v1/keys/...`).
@@ -79,28 +112,40 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// A client for `bases` (one base URL or several separated by commas, most preferred
-    /// first); connecting gives up after `connect_timeout`.
+    /// first; `http://` or `https://`, the latter verified against the system's roots and
+    /// the certificates in `ca_file`); connecting gives up after `connect_timeout`.
+    ///
+    /// # Errors
+    /// `ca_file` cannot be read or holds no certificate.
     pub(crate) fn new(
         bases: &str,
+        ca_file: Option<&std::path::Path>,
         connect_timeout: Duration,
         cluster_secret: Option<weir_config::ClusterSecret>,
         key_secret: Option<weir_config::ClusterSecret>,
-    ) -> Upstream {
+    ) -> Result<Upstream, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
+        // TLS on the connection when the URL says https (ALPN not offered: HTTP/1.1).
+        connector.enforce_http(false);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(ca_file)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(tls);
         let header = |s: Option<weir_config::ClusterSecret>| {
             s.and_then(|s| HeaderValue::from_str(s.expose()).ok())
         };
-        Upstream {
+        Ok(Upstream {
             targets: Arc::new(Targets::parse(bases)),
             client,
             cluster_secret: header(cluster_secret),
             key_secret: header(key_secret),
-        }
+        })
     }
 
     /// GETs `path_and_query` (a validated route, with normalized directives) from the first

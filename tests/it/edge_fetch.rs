@@ -1,8 +1,8 @@
 //! The edge's upstream fetches against a scripted upstream that holds answers on the test's
 //! word: a miss streamed to every waiter as it arrives (and not cancelled by a viewer who
 //! leaves), the bound on waiters, stale-while-revalidate for a slow playlist refresh, and
-//! failover between upstreams with health checks, and a shield tier (two edges, one shield
-//! edge, one origin) with keys passed through it.
+//! failover between upstreams with health checks, a shield tier (two edges, one shield
+//! edge, one origin) with keys passed through it, and an HTTPS upstream.
 
 use std::io::Read;
 use std::sync::mpsc;
@@ -17,8 +17,9 @@ fn segment_bytes() -> Vec<u8> {
     (0..1usize << 20).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-#[test]
-fn a_miss_is_streamed_to_every_waiter_as_it_arrives_and_a_viewer_leaving_cancels_nothing() {
+/// A scripted upstream serving [`SEGMENT`] (1 MiB, cacheable for an hour) as `hold` says,
+/// and the segment's bytes.
+fn upstream_with_segment(hold: Hold) -> (FakeUpstream, Vec<u8>) {
     let up = FakeUpstream::start();
     let body = segment_bytes();
     up.put(
@@ -26,8 +27,14 @@ fn a_miss_is_streamed_to_every_waiter_as_it_arrives_and_a_viewer_leaving_cancels
         body.clone(),
         "video/iso.segment",
         "public, max-age=3600",
-        Hold::HalfBody,
+        hold,
     );
+    (up, body)
+}
+
+#[test]
+fn a_miss_is_streamed_to_every_waiter_as_it_arrives_and_a_viewer_leaving_cancels_nothing() {
+    let (up, body) = upstream_with_segment(Hold::HalfBody);
     let edge = edge_with(&up.url, "upstream_timeout_ms = 60000");
     let url = edge.edge_url(SEGMENT);
     let half = body.len() / 2;
@@ -111,6 +118,8 @@ fn waiters_on_one_fetch_are_bounded_and_the_rest_told_to_retry() {
         "upstream_timeout_ms = 60000\nmax_waiters_per_object = 3",
     );
     let url = edge.edge_url(SEGMENT);
+    // The event's access policy cached first: the waiters below wait on the segment only.
+    assert_eq!(get(&edge.edge_url("/live/it/master.m3u8")).status, 404);
     let waiting: Vec<_> = (0..3)
         .map(|_| {
             let url = url.clone();
@@ -123,6 +132,10 @@ fn waiters_on_one_fetch_are_bounded_and_the_rest_told_to_retry() {
     let refused = get(&url);
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.header("retry-after"), Some("1"));
+    // The one fetch reaches the upstream (it may still be on its way).
+    wait_for("the fetch at the upstream", Duration::from_secs(30), || {
+        (up.held() == 1).then_some(())
+    });
     assert_eq!(up.requests(SEGMENT), 1);
     up.release();
     for w in waiting {
@@ -162,9 +175,11 @@ fn a_slow_playlist_refresh_is_answered_with_the_last_good_copy_and_goes_on() {
         },
     );
     assert_eq!(stale.body, version(1), "the last good copy");
-    assert!(
-        up.held() >= 1,
-        "answered while the upstream still held the refresh"
+    // The refresh is held until the release below, so the STALE answer came before it.
+    wait_for(
+        "the refresh at the upstream",
+        Duration::from_secs(30),
+        || (up.held() >= 1).then_some(()),
     );
     assert!(metric(&edge, "weir_edge_stale_served_total", "") >= 1.0);
     // The refresh goes on without the viewer and lands in the cache.
@@ -241,15 +256,7 @@ fn an_edge_fails_over_to_the_next_upstream_and_takes_the_first_back_when_it_retu
 fn a_shield_tier_makes_one_origin_request_per_object_for_every_viewer_of_two_edges() {
     const CLUSTER: &str = "shield-tier-test-cluster-secret-42";
     const VIEWERS_PER_EDGE: usize = 200;
-    let origin = FakeUpstream::start();
-    let body = segment_bytes();
-    origin.put(
-        SEGMENT,
-        body.clone(),
-        "video/iso.segment",
-        "public, max-age=3600",
-        Hold::BeforeHead,
-    );
+    let (origin, body) = upstream_with_segment(Hold::BeforeHead);
     let key_path = "/internal/v1/keys/it/0a1b2c3d4e5f6789";
     let key: Vec<u8> = (1..=16).collect();
     origin.put(
@@ -305,4 +312,36 @@ fn a_shield_tier_makes_one_origin_request_per_object_for_every_viewer_of_two_edg
     // Without the cluster secret the shield hands out no key.
     assert_eq!(get(&shield.edge_url(key_path)).status, 404);
     assert_eq!(origin.requests(key_path), 2);
+}
+
+#[test]
+fn an_edge_fetches_from_an_https_upstream_it_trusts_and_refuses_one_it_does_not() {
+    let (origin, body) = upstream_with_segment(Hold::None);
+    // A shield edge on HTTPS with a self-signed certificate for 127.0.0.1.
+    let (cert, key) = certificate(&scratch_dir(), "shield.test");
+    let tls = format!(
+        "[edge.http]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let shield = edge_with_sections(&origin.url, "", &tls);
+    let shield_url = format!("https://{}", shield.edge);
+
+    // An edge that trusts the certificate fetches through it.
+    let trusting = edge_with(
+        &shield_url,
+        &format!("upstream_ca_file = \"{}\"", cert.display()),
+    );
+    let got = get(&trusting.edge_url(SEGMENT));
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.body == body);
+    assert_eq!(origin.requests(SEGMENT), 1);
+
+    // One that does not (system roots only) refuses the handshake: 502, nothing fetched.
+    let wary = edge_with(&shield_url, "");
+    let refused = get(&wary.edge_url("/live/it/source/abc1/8.m4s"));
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    wait_for("the handshake failure in the log", Duration::from_secs(10), || {
+        wary.log().contains("upstream request failed").then_some(())
+    });
 }

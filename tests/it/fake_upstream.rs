@@ -112,10 +112,15 @@ impl FakeUpstream {
         self.state.1.notify_all();
     }
 
-    /// Blocks until a release after `seen`.
+    /// Counts an answer as held (before any of it is sent, so a test that sees part of it
+    /// also sees it held).
+    fn hold(&self) {
+        self.lock().held += 1;
+    }
+
+    /// Blocks a held answer until a release after `seen`.
     fn wait_release(&self, seen: u64) {
         let mut s = self.lock();
-        s.held += 1;
         while s.releases == seen {
             s = self.state.1.wait(s).unwrap_or_else(|e| e.into_inner());
         }
@@ -143,7 +148,9 @@ impl FakeUpstream {
                 Some(Object {
                     body: b"{}".to_vec(),
                     content_type: "application/json",
-                    cache_control: "max-age=2",
+                    // Cached by the edge for the whole test: after the first request
+                    // no viewer waits on a policy fetch (tests count waiters).
+                    cache_control: "max-age=60",
                     hold: Hold::None,
                 })
             } else {
@@ -158,6 +165,9 @@ impl FakeUpstream {
             );
             return;
         };
+        if o.hold != Hold::None {
+            self.hold();
+        }
         if o.hold == Hold::BeforeHead {
             self.wait_release(seen);
         }

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -129,24 +128,6 @@ fn connection_caps_answer_503_at_their_limit() {
             "listener=\"edge\""
         ) >= 2.0
     );
-}
-
-/// A self-signed certificate for `name` (and 127.0.0.1) in `dir`: (cert, key) paths.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let mut params =
-        rcgen::CertificateParams::new(vec![name.to_string(), "127.0.0.1".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let signing_key = rcgen::KeyPair::generate().unwrap();
-    let c = params.self_signed(&signing_key).unwrap();
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cert, c.pem()).unwrap();
-    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
-    (cert, key)
 }
 
 /// curl `args` on `url`: (HTTP version, status, the certificate subject from -v).

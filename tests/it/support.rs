@@ -781,3 +781,21 @@ pub(crate) fn rtmp_publish_tags(addr: SocketAddr, key: &str, tags: &[(u8, u32, b
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
 }
+
+/// A self-signed certificate for `name` (and 127.0.0.1) in `dir`: (cert, key) paths.
+pub(crate) fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let mut params =
+        rcgen::CertificateParams::new(vec![name.to_string(), "127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let signing_key = rcgen::KeyPair::generate().unwrap();
+    let c = params.self_signed(&signing_key).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, c.pem()).unwrap();
+    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
