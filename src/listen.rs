@@ -20,6 +20,7 @@ pub(crate) fn http_settings(
         max_header_bytes: s.max_header_bytes,
         max_connections: s.max_connections,
         max_connections_per_ip: s.max_connections_per_ip,
+        idle_timeout: s.idle_timeout,
         tls: s.tls.as_ref().map(|(cert, key)| weir_http::TlsFiles {
             cert: weir_http::resolve(base, cert),
             key: weir_http::resolve(base, key),

@@ -25,6 +25,10 @@ pub struct HttpListenerSettings {
     /// Most connections at once from one address. Default 1 000 at the edge (raise it when
     /// a load balancer is the peer), none at the origin; 0 = none.
     pub max_connections_per_ip: Option<usize>,
+    /// A connection with no request in flight for this long is closed, HTTP/2 included
+    /// (HTTP/1.1 closes at the header timeout already if that is shorter). Default
+    /// 60 000 ms, 1 000..=3 600 000.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +40,7 @@ pub(crate) struct RawHttp {
     max_header_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    idle_timeout_ms: Option<u64>,
 }
 
 impl RawHttp {
@@ -71,7 +76,12 @@ impl RawHttp {
         let per_ip = self
             .max_connections_per_ip
             .unwrap_or(if edge { 1_000 } else { 0 });
+        let idle = self.idle_timeout_ms.unwrap_or(60_000);
+        if !(1_000..=3_600_000).contains(&idle) {
+            return Err(field("idle_timeout_ms", "1000..=3600000"));
+        }
         Ok(HttpListenerSettings {
+            idle_timeout: Duration::from_millis(idle),
             tls,
             header_read_timeout: Duration::from_millis(timeout),
             max_header_bytes,

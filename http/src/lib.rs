@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -52,11 +53,16 @@ pub struct HttpSettings {
     pub tls: Option<TlsFiles>,
     /// On shutdown, how long in-flight responses may take to finish.
     pub shutdown_grace: Duration,
+    /// A connection with no request in flight (none being handled or its response sent)
+    /// for this long is closed, HTTP/2 included (hyper closes an idle HTTP/1.1 connection
+    /// at the header timeout already, if that is shorter). Nothing is cut: no response is
+    /// under way.
+    pub idle_timeout: Duration,
 }
 
 impl HttpSettings {
     /// Plain HTTP with the defaults: 10 s header timeout, 16 KiB heads, 10 000 connections,
-    /// no per-address cap, 5 s grace.
+    /// no per-address cap, 5 s grace, 60 s idle timeout.
     pub fn plain(name: &'static str) -> HttpSettings {
         HttpSettings {
             name,
@@ -66,6 +72,7 @@ impl HttpSettings {
             max_connections_per_ip: None,
             tls: None,
             shutdown_grace: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -148,12 +155,13 @@ pub async fn serve(
         let app = app.clone();
         let builder = builder.clone();
         let timeout = settings.header_read_timeout;
+        let idle = settings.idle_timeout;
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(builder, stream, app, peer, watcher).await,
+                None => serve_connection(builder, stream, app, peer, watcher, idle).await,
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
                         tokio::time::timeout(timeout, acceptor.accept(stream)).await
@@ -162,7 +170,7 @@ pub async fn serve(
                             .increment(1);
                         return;
                     };
-                    serve_connection(builder, stream, app, peer, watcher).await;
+                    serve_connection(builder, stream, app, peer, watcher, idle).await;
                 }
             }
         });
@@ -185,24 +193,91 @@ pub async fn serve(
 }
 
 /// Serves one connection (plain or TLS) with the router, the peer's address given as
-/// `ConnectInfo`, until it closes or the shutdown ends it.
+/// `ConnectInfo`, until it closes, the shutdown ends it, or it has had no request in flight
+/// for `idle`.
 async fn serve_connection<I>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
     app: Router,
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
+    idle: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
+    let tracked = activity.clone();
     let service =
         hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut app = app.clone();
-            async move { app.call(request).await }
+            // In flight from here until the response body is dropped (sent or abandoned).
+            let busy = tracked.begin();
+            async move {
+                let response = app.call(request).await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &busy;
+                        frame
+                    }))
+                }))
+            }
         });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let _ = watcher.watch(conn.into_owned()).await;
+    let served = watcher.watch(conn.into_owned());
+    tokio::select! {
+        _ = served => {}
+        () = activity.idle_for(idle) => {
+            metrics::counter!("weir_http_idle_closed_total").increment(1);
+        }
+    }
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// One request in flight; ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let quiet = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0;
+            if quiet && last.elapsed() >= idle {
+                return;
+            }
+            // Busy: look again after a whole idle period; quiet: when it would run out.
+            let wait = if quiet { idle - last.elapsed() } else { idle };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// Errors after which accepting goes on (RFC: accept(2) ERRORS that concern one connection

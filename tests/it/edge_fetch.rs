@@ -341,7 +341,9 @@ fn an_edge_fetches_from_an_https_upstream_it_trusts_and_refuses_one_it_does_not(
     let wary = edge_with(&shield_url, "");
     let refused = get(&wary.edge_url("/live/it/source/abc1/8.m4s"));
     assert_eq!(refused.status, 502, "{}", refused.text());
-    wait_for("the handshake failure in the log", Duration::from_secs(10), || {
-        wary.log().contains("upstream request failed").then_some(())
-    });
+    wait_for(
+        "the handshake failure in the log",
+        Duration::from_secs(10),
+        || wary.log().contains("upstream request failed").then_some(()),
+    );
 }

@@ -287,3 +287,39 @@ fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
         "no new connections after the stop"
     );
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_at_the_idle_timeout() {
+    let weir = Weir::serve("[edge.http]\nidle_timeout_ms = 1000\n");
+    // An h2c client (prior knowledge) that opens the connection and asks for nothing.
+    let mut s = TcpStream::connect(weir.edge).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap(); // an empty SETTINGS frame
+                                                        // Without the idle timeout nothing would come for 20 s (the first keep-alive ping), and
+                                                        // the connection would live on; with it, weir closes the connection after a second.
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut settings_seen = false;
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => settings_seen |= n >= 9 && buf[3] == 4,
+            Err(e) => {
+                break !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+    };
+    assert!(settings_seen, "weir spoke HTTP/2");
+    assert!(
+        closed,
+        "an idle HTTP/2 connection was still open after 10 s"
+    );
+    assert!(metric(&weir, "weir_http_idle_closed_total", "") >= 1.0);
+}
