@@ -10,7 +10,8 @@
 // errors: [...], played, latency: {median, max, samples}, requests: {blocking, parts,
 // playlists, segments, keys, all, tokened} } where `played` is media seconds played, `stalls` counts
 // hls.js BUFFER_STALLED_ERROR events and media `waiting` events after playback began, but for
-// those under 250 ms within a second of a level switch (`brief` counts those; `stallLog` lists them all: when, at which level,
+// those under 250 ms within a second of a level switch or with half a second or more buffered
+// ahead (`brief` counts those; `stallLog` lists them all: when, at which level,
 // how much was buffered, how long; `switchLog` says when each level switch happened), `latency` is what
 // hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
 // 5 s, and `requests` counts the player's HTTP requests by kind (blocking = with _HLS_msn;
@@ -135,12 +136,14 @@ try {
     }
     hls.destroy();
     // A stall is a pause a viewer sees: hls.js's own stall report, or a `waiting` that lasted
-    // BRIEF_S or more, never ended, or came with no level switch in the second before it.
-    // Chromium fires `waiting` for a few milliseconds while it reconfigures its decoder at a
-    // level switch, with data buffered ahead; those are counted in `brief`, not as stalls.
+    // BRIEF_S or more, never ended, or came with the buffer running dry away from any level
+    // switch. Chromium fires `waiting` for a few milliseconds while it reconfigures its
+    // decoder for a level switch (seen up to 50 ms before hls.js reports the switch), with
+    // over a second buffered ahead; those are counted in `brief`, not as stalls.
     const BRIEF_S = 0.25;
-    const atSwitch = (p) => out.switchLog.some((w) => w.t <= p.t && p.t - w.t <= 1);
-    const brief = (p) => p.kind === 'waiting' && p.lasted !== undefined && p.lasted < BRIEF_S && atSwitch(p);
+    const atSwitch = (p) => p.loading !== p.level || out.switchLog.some((w) => Math.abs(p.t - w.t) <= 1);
+    const brief = (p) => p.kind === 'waiting' && p.lasted !== undefined && p.lasted < BRIEF_S
+      && (atSwitch(p) || p.ahead >= 0.5);
     const seen = (p) => !brief(p);
     out.stalls = out.stallLog.filter(seen).length;
     out.brief = out.stallLog.length - out.stalls;
