@@ -19,6 +19,7 @@ mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,10 +234,13 @@ async fn serve_connection<I>(
     }
 }
 
-/// Requests in flight on one connection, and when the last one ended.
+/// Requests in flight on one connection, and when the last one ended (lock-free: two
+/// atomics per request).
 struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
-    last: std::sync::Mutex<tokio::time::Instant>,
+    /// Milliseconds from `born` to the end of the last request.
+    last_ms: std::sync::atomic::AtomicU64,
+    born: tokio::time::Instant,
 }
 
 /// One request in flight; ends when dropped.
@@ -244,10 +248,10 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let a = &self.0;
+        a.last_ms
+            .store(a.born.elapsed().as_millis() as u64, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -255,26 +259,27 @@ impl Activity {
     fn new() -> Activity {
         Activity {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
-            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            born: tokio::time::Instant::now(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
     }
 
     /// Resolves once no request has been in flight for `idle`.
     async fn idle_for(&self, idle: Duration) {
         loop {
-            let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-            let quiet = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0;
-            if quiet && last.elapsed() >= idle {
+            let last = self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+            let quiet = self.in_flight.load(Ordering::Acquire) == 0;
+            let since = last.elapsed();
+            if quiet && since >= idle {
                 return;
             }
             // Busy: look again after a whole idle period; quiet: when it would run out.
-            let wait = if quiet { idle - last.elapsed() } else { idle };
+            let wait = if quiet { idle - since } else { idle };
             tokio::time::sleep(wait).await;
         }
     }
