@@ -211,7 +211,7 @@ impl Coalescer {
         let Some(ttl) = cached.ttl else {
             return;
         };
-        let good = cached.fetched.status == http::StatusCode::OK;
+        let good = cached.fetched.head.status == http::StatusCode::OK;
         if let Some(stale) = self
             .stale
             .as_ref()
@@ -360,7 +360,7 @@ impl Coalescer {
         }
         // The upstream failed: the last good copy, if it is recent enough (stale-if-error).
         let outcome = match outcome {
-            Ok(c) if c.fetched.status.is_server_error() => self.stale_or(&key, Ok(c)),
+            Ok(c) if c.fetched.head.status.is_server_error() => self.stale_or(&key, Ok(c)),
             Err(e) if e.is_retryable() => self.stale_or(&key, Err(e)),
             other => other,
         };
@@ -412,13 +412,16 @@ pub(crate) mod tests {
     /// A cached `200` of `bytes` zero bytes, stored for an hour.
     pub(crate) fn object(bytes: usize) -> Arc<Cached> {
         Arc::new(Cached {
-            fetched: Fetched {
-                status: http::StatusCode::OK,
-                content_type: None,
-                cache_control: None,
-                age: 0,
-                body: bytes::Bytes::from(vec![0u8; bytes]),
-            },
+            fetched: Fetched::new(
+                crate::filling::Head {
+                    status: http::StatusCode::OK,
+                    content_type: None,
+                    cache_control: None,
+                    age: 0,
+                    content_length: None,
+                },
+                bytes::Bytes::from(vec![0u8; bytes]),
+            ),
             fetched_at: Instant::now(),
             ttl: Some(Duration::from_secs(3600)),
             etag: Default::default(),

@@ -69,16 +69,21 @@ impl Filling {
         received
     }
 
-    /// Marks the body complete and returns it whole (one copy, for the cache).
+    /// Marks the body complete and returns it whole, for the cache (one copy, none for a
+    /// body that came in one chunk).
     pub(crate) fn complete(&self) -> Bytes {
         let body = {
             let mut s = self.state();
             s.ended = Some(true);
-            let mut whole = Vec::with_capacity(s.received);
-            for c in &s.chunks {
-                whole.extend_from_slice(c);
+            match s.chunks.as_slice() {
+                // One chunk (a small object): shared, not copied.
+                [one] => one.clone(),
+                chunks => {
+                    let mut whole = Vec::with_capacity(s.received);
+                    chunks.iter().for_each(|c| whole.extend_from_slice(c));
+                    Bytes::from(whole)
+                }
             }
-            Bytes::from(whole)
         };
         self.progress.send_replace(());
         body

@@ -128,9 +128,12 @@ impl Followers {
         let last_plain_ttl = current.as_ref().and_then(|c| c.ttl);
         let plain_cache_control = current
             .as_ref()
-            .and_then(|c| c.fetched.cache_control.clone());
+            .and_then(|c| c.fetched.head.cache_control.clone());
         while self.now_ms().saturating_sub(seen.load(Ordering::Relaxed)) < IDLE.as_millis() as u64 {
-            let Some(plain) = current.take().filter(|c| c.fetched.status.is_success()) else {
+            let Some(plain) = current
+                .take()
+                .filter(|c| c.fetched.head.status.is_success())
+            else {
                 break;
             };
             let Some(edge) = std::str::from_utf8(&plain.fetched.body)
@@ -146,12 +149,12 @@ impl Followers {
             let key = format!("{path}?{query}");
             let (outcome, _) = coalescer.fetch(&key, &key, blocking_timeout).await;
             match outcome {
-                Ok(next) if next.fetched.status.is_success() => {
+                Ok(next) if next.fetched.head.status.is_success() => {
                     // The new version under the plain key, as fresh as the origin's. While
                     // it is followed, the copy lives as long as a blocking request may wait
                     // (the follower replaces it first); a slow part does not expire it.
                     let mut fetched = next.fetched.clone();
-                    fetched.cache_control.clone_from(&plain_cache_control);
+                    fetched.head.cache_control.clone_from(&plain_cache_control);
                     let swapped = Arc::new(Cached {
                         fetched,
                         fetched_at: Instant::now(),
@@ -165,7 +168,7 @@ impl Followers {
                 // 503 (nothing new in three target durations), 400, or the upstream is
                 // away: stop following.
                 other => {
-                    let status = other.as_ref().map(|c| c.fetched.status.as_u16()).ok();
+                    let status = other.as_ref().map(|c| c.fetched.head.status.as_u16()).ok();
                     tracing::info!(path, query, ?status, "playlist follower stopped");
                     current = Some(plain);
                     break;

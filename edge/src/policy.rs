@@ -76,15 +76,15 @@ impl Policies {
         }
         let (outcome, _) = coalescer.fetch(&path, &path, timeout).await;
         let failure = match outcome {
-            Ok(cached) if cached.fetched.status == StatusCode::OK => {
+            Ok(cached) if cached.fetched.head.status == StatusCode::OK => {
                 return self.parsed(event, cached);
             }
-            Ok(cached) if cached.fetched.status == StatusCode::NOT_FOUND => {
+            Ok(cached) if cached.fetched.head.status == StatusCode::NOT_FOUND => {
                 self.lock().remove(event);
                 return Err(EdgeError::NotFound);
             }
             Ok(cached) => {
-                tracing::warn!(event, status = cached.fetched.status.as_u16(),
+                tracing::warn!(event, status = cached.fetched.head.status.as_u16(),
                     "the upstream refused the event's access policy (is [access] cluster_secret the same on both?)");
                 EdgeError::UpstreamUnreachable
             }

@@ -50,13 +50,13 @@ impl Shape<'_> {
 pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape<'_>) -> Response {
     let f = &cached.fetched;
     let rewritten = match (shape.token, std::str::from_utf8(&f.body)) {
-        (Some(t), Ok(text)) if f.status.is_success() => Some(Bytes::from(with_token(text, t))),
+        (Some(t), Ok(text)) if f.head.status.is_success() => Some(Bytes::from(with_token(text, t))),
         _ => None,
     };
-    let mut status = f.status;
+    let mut status = f.head.status;
     let mut body = rewritten.clone().unwrap_or_else(|| f.body.clone());
     let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    if let (StatusCode::OK, Some(request)) = (f.status, shape.request) {
+    if let (StatusCode::OK, Some(request)) = (f.head.status, shape.request) {
         let etag = match &rewritten {
             Some(b) => etag_of(b),
             None => cached.etag().clone(),
@@ -100,10 +100,10 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
     });
     *r.status_mut() = status;
     let h = r.headers_mut();
-    if let Some(v) = &f.content_type {
+    if let Some(v) = &f.head.content_type {
         h.insert(CONTENT_TYPE, v.clone());
     }
-    if let Some(v) = &f.cache_control {
+    if let Some(v) = &f.head.cache_control {
         h.insert(CACHE_CONTROL, v.clone());
     }
     if status != StatusCode::NOT_MODIFIED {
@@ -112,7 +112,7 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
     for (k, v) in extra {
         h.insert(k, v);
     }
-    let age = f.age + cached.fetched_at.elapsed().as_secs();
+    let age = f.head.age + cached.fetched_at.elapsed().as_secs();
     h.insert(AGE, HeaderValue::from(age));
     let x_cache = match (cached.stale, cache_status) {
         (true, _) => "STALE",

@@ -297,15 +297,11 @@ fn purge(
     event: &EventId,
     headers: &http::HeaderMap,
 ) -> Result<Response, EdgeError> {
-    let presented = headers
-        .get(crate::CLUSTER_SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
     let key_secret_ok = state
         .config
         .key_secret
         .as_ref()
-        .is_some_and(|s| s.matches(presented));
+        .is_some_and(|s| s.matches(presented_secret(headers)));
     if !from_edge(state, headers) && !key_secret_ok {
         return Err(EdgeError::NotFound);
     }
@@ -328,16 +324,20 @@ fn purge(
 /// Whether the request carries this edge's configured cluster secret (an edge in front of
 /// this one); `false` when none is configured.
 fn from_edge(state: &EdgeState, headers: &http::HeaderMap) -> bool {
-    let presented = headers
-        .get(crate::CLUSTER_SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
     state
         .config
         .access
         .cluster_secret
         .as_ref()
-        .is_some_and(|secret| secret.matches(presented))
+        .is_some_and(|secret| secret.matches(presented_secret(headers)))
+}
+
+/// The value of the cluster-secret header, empty when absent.
+fn presented_secret(headers: &http::HeaderMap) -> &[u8] {
+    headers
+        .get(crate::CLUSTER_SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default()
 }
 
 /// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
@@ -357,7 +357,7 @@ async fn content_key(state: &EdgeState, event: &str, id: &str) -> Result<Respons
     };
     metrics::counter!("weir_edge_requests_total", "kind" => "key", "cache_status" => status)
         .increment(1);
-    match cached.fetched.status {
+    match cached.fetched.head.status {
         StatusCode::OK if cached.fetched.body.len() == 16 => {
             let mut r = response(&cached, "MISS", Shape::plain());
             let h = r.headers_mut();

@@ -22,34 +22,25 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// What the upstream answered.
 #[derive(Clone, Debug)]
 pub(crate) struct Fetched {
-    pub(crate) status: StatusCode,
-    pub(crate) content_type: Option<HeaderValue>,
-    pub(crate) cache_control: Option<HeaderValue>,
-    /// The upstream's `Age`, seconds.
-    pub(crate) age: u64,
+    /// Status and the headers the edge keeps.
+    pub(crate) head: Head,
     pub(crate) body: Bytes,
 }
 
 impl Fetched {
     /// The answer `head` with its whole `body`.
     pub(crate) fn new(head: Head, body: Bytes) -> Fetched {
-        Fetched {
-            status: head.status,
-            content_type: head.content_type,
-            cache_control: head.cache_control,
-            age: head.age,
-            body,
-        }
+        Fetched { head, body }
     }
 
     /// How long the response may be cached: `max-age` minus `Age`; `None` when it may not be
     /// stored by a shared cache (RFC 9111 §3, §5.2.2). A `200`, or a `404` with an explicit
     /// `max-age` (negative caching, RFC 9111 §4.2.2); nothing else.
     pub(crate) fn ttl(&self) -> Option<Duration> {
-        if self.status != StatusCode::OK && self.status != StatusCode::NOT_FOUND {
+        if self.head.status != StatusCode::OK && self.head.status != StatusCode::NOT_FOUND {
             return None;
         }
-        let cc = self.cache_control.as_ref()?.to_str().ok()?;
+        let cc = self.head.cache_control.as_ref()?.to_str().ok()?;
         let mut max_age = None;
         for directive in cc.split(',').map(str::trim) {
             let lower = directive.to_ascii_lowercase();
@@ -62,7 +53,7 @@ impl Fetched {
                 max_age = max_age.or(v.parse::<u64>().ok());
             }
         }
-        let ttl = max_age?.checked_sub(self.age)?;
+        let ttl = max_age?.checked_sub(self.head.age)?;
         (ttl > 0).then(|| Duration::from_secs(ttl))
     }
 }
@@ -263,13 +254,16 @@ mod tests {
     use super::*;
 
     fn fetched(status: u16, cc: &str, age: u64) -> Fetched {
-        Fetched {
-            status: StatusCode::from_u16(status).unwrap(),
-            content_type: None,
-            cache_control: Some(HeaderValue::from_str(cc).unwrap()),
-            age,
-            body: Bytes::new(),
-        }
+        Fetched::new(
+            Head {
+                status: StatusCode::from_u16(status).unwrap(),
+                content_type: None,
+                cache_control: Some(HeaderValue::from_str(cc).unwrap()),
+                age,
+                content_length: None,
+            },
+            Bytes::new(),
+        )
     }
 
     #[test]
