@@ -116,7 +116,7 @@ pub(crate) async fn run_edge(
         max_waiters_per_object: c.edge.max_waiters_per_object,
         upstream_ca_file: c.edge.upstream_ca_file.clone(),
     };
-    let app = weir_edge::router(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
+    let app = weir_edge::edge(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
     let settings = http_settings("edge", &c.edge.http, base);
     weir_http::serve(listener, app, settings, stopped(stop))
         .await

@@ -5,13 +5,15 @@
 //!
 //! A viewer is a client address plus its `User-Agent` (hashed): players behind one NAT with
 //! different user agents count apart, one player fetching playlist, parts and segments counts
-//! once. Memory is bounded: at most [`MAX_VIEWERS_PER_EVENT`] clients per event and
+//! once. Memory is bounded: at most [`MAX_VIEWERS_PER_EVENT`] clients per event (a 16th of
+//! it per shard of the client map) and
 //! [`MAX_EVENTS`] events are tracked; beyond that new ones are not counted.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,19 +32,25 @@ pub const MAX_VIEWERS_PER_EVENT: usize = 200_000;
 /// Events tracked at most.
 pub const MAX_EVENTS: usize = 10_000;
 
+/// Client maps per event, each behind its own lock, so that requests of different viewers
+/// rarely contend.
+const SHARDS: usize = 16;
+
 #[derive(Default)]
 struct EventAudience {
-    /// Client hash -> when it last asked for something.
-    clients: HashMap<u64, Instant>,
+    /// Client hash -> when it last asked for something, sharded by the hash.
+    clients: [Mutex<HashMap<u64, Instant>>; SHARDS],
     /// Requests and cache hits (HIT or COALESCED) since the last report.
-    requests: u64,
-    hits: u64,
+    requests: AtomicU64,
+    hits: AtomicU64,
 }
 
-/// The audience of every event this edge serves.
+/// The audience of every event this edge serves. Recording a request takes the shared read
+/// lock of the event map and one shard's lock; only a new event or a report takes the
+/// write lock.
 #[derive(Default)]
 pub(crate) struct Audience {
-    events: Mutex<HashMap<String, EventAudience>>,
+    events: RwLock<HashMap<String, EventAudience>>,
 }
 
 /// One event in a report.
@@ -80,7 +88,15 @@ impl Audience {
         hit: bool,
         now: Instant,
     ) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let client = client_hash(ip, user_agent);
+        {
+            let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(a) = events.get(event) {
+                a.record(client, hit, now);
+                return;
+            }
+        }
+        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
         // The event's name is copied only the first time it is seen, not per request.
         if !events.contains_key(event) {
             if events.len() >= MAX_EVENTS {
@@ -88,35 +104,52 @@ impl Audience {
             }
             events.insert(event.to_string(), EventAudience::default());
         }
-        let Some(a) = events.get_mut(event) else {
-            return;
-        };
-        a.requests += 1;
-        a.hits += u64::from(hit);
-        let client = client_hash(ip, user_agent);
-        if a.clients.len() < MAX_VIEWERS_PER_EVENT || a.clients.contains_key(&client) {
-            a.clients.insert(client, now);
+        if let Some(a) = events.get(event) {
+            a.record(client, hit, now);
         }
     }
 
     /// Forgets clients idle for [`VIEWER_WINDOW`] and events with none, and returns each
     /// event's viewers and its requests and hits since the last call.
     pub(crate) fn take_report(&self, now: Instant) -> Vec<EventReport> {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         events.retain(|event, a| {
-            a.clients
-                .retain(|_, seen| now.saturating_duration_since(*seen) < VIEWER_WINDOW);
+            let mut viewers = 0;
+            for shard in &a.clients {
+                let mut clients = shard.lock().unwrap_or_else(|e| e.into_inner());
+                clients.retain(|_, seen| now.saturating_duration_since(*seen) < VIEWER_WINDOW);
+                viewers += clients.len();
+            }
             out.push(EventReport {
                 event: event.clone(),
-                viewers: a.clients.len(),
-                requests: std::mem::take(&mut a.requests),
-                hits: std::mem::take(&mut a.hits),
+                viewers,
+                requests: a.requests.swap(0, Ordering::Relaxed),
+                hits: a.hits.swap(0, Ordering::Relaxed),
             });
-            !a.clients.is_empty()
+            viewers > 0
         });
         out.sort_by(|a, b| a.event.cmp(&b.event));
         out
+    }
+}
+
+impl EventAudience {
+    fn record(&self, client: u64, hit: bool, now: Instant) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let shard = &self.clients[(client % SHARDS as u64) as usize];
+        let mut clients = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let full = clients.len() >= MAX_VIEWERS_PER_EVENT / SHARDS;
+        match clients.get_mut(&client) {
+            Some(seen) => *seen = now,
+            None if !full => {
+                clients.insert(client, now);
+            }
+            None => {}
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use moka::policy::EvictionPolicy;
@@ -16,6 +16,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 use tokio::sync::watch;
 
+use crate::encoding::{self, Coding, Encoded};
 use crate::filling::{receive, Filling};
 use crate::upstream::{collect, Fetched, Upstream};
 use crate::EdgeError;
@@ -28,17 +29,43 @@ pub(crate) struct Cached {
     /// How long it may be served from the cache; `None`: not stored (shared with the viewers
     /// that waited on the fetch, then forgotten).
     pub(crate) ttl: Option<Duration>,
-    /// The body's strong ETag, computed on first use.
-    pub(crate) etag: std::sync::OnceLock<http::HeaderValue>,
+    /// What is computed from the body on first use and shared by every viewer after.
+    pub(crate) derived: Derived,
     /// A last good copy served because the upstream failed (`X-Cache: STALE`).
     pub(crate) stale: bool,
+}
+
+/// What is computed from a cached body once, on first use: its strong `ETag`, and its
+/// compressed representations ([`crate::encoding`]).
+#[derive(Debug, Default)]
+pub(crate) struct Derived {
+    etag: OnceLock<http::HeaderValue>,
+    /// gzip and br, by [`Coding::slot`].
+    encoded: [OnceLock<Encoded>; 2],
 }
 
 impl Cached {
     /// The ETag of the body as fetched ([`crate::conditional::etag_of`]), computed once.
     pub(crate) fn etag(&self) -> &http::HeaderValue {
-        self.etag
+        self.derived
+            .etag
             .get_or_init(|| crate::conditional::etag_of(&self.fetched.body))
+    }
+
+    /// The body in `coding` with its tag, compressed once (identity: the body itself).
+    pub(crate) fn encoded(&self, coding: Coding) -> Encoded {
+        let Some(slot) = coding.slot() else {
+            return Encoded {
+                body: self.fetched.body.clone(),
+                etag: self.etag().clone(),
+            };
+        };
+        self.derived.encoded[slot]
+            .get_or_init(|| Encoded {
+                body: encoding::encode(coding, &self.fetched.body),
+                etag: encoding::tag_for(self.etag(), coding),
+            })
+            .clone()
     }
 }
 
@@ -187,7 +214,7 @@ impl Coalescer {
             fetched: copy.fetched.clone(),
             fetched_at: copy.fetched_at,
             ttl: None,
-            etag: Default::default(),
+            derived: Default::default(),
             stale: true,
         }))
     }
@@ -351,7 +378,7 @@ impl Coalescer {
                 fetched,
                 fetched_at: Instant::now(),
                 ttl,
-                etag: Default::default(),
+                derived: Default::default(),
                 stale: false,
             })
         });
@@ -424,7 +451,7 @@ pub(crate) mod tests {
             ),
             fetched_at: Instant::now(),
             ttl: Some(Duration::from_secs(3600)),
-            etag: Default::default(),
+            derived: Default::default(),
             stale: false,
         })
     }

@@ -159,7 +159,7 @@ impl Followers {
                         fetched,
                         fetched_at: Instant::now(),
                         ttl: Some(blocking_timeout),
-                        etag: Default::default(),
+                        derived: Default::default(),
                         stale: false,
                     });
                     coalescer.store(path.to_string(), swapped.clone());
@@ -186,7 +186,7 @@ impl Followers {
                         fetched: last.fetched.clone(),
                         fetched_at: last.fetched_at,
                         ttl: Some(ttl),
-                        etag: Default::default(),
+                        derived: Default::default(),
                         stale: false,
                     }),
                 ),

@@ -26,8 +26,13 @@
 //!              several upstreams, the first one up, failing over to the next (health)
 //!        --> 7 response: Age, X-Cache, CORS exposing Age; a playlist of a token-protected
 //!              event gets the viewer's token in every URI, on the way out; ETag and
-//!              If-None-Match (304), Range on media (206/416); gzip/br for playlists
+//!              If-None-Match (304), Range on media (206/416); br/gzip for playlists,
+//!              compressed once per playlist version and shared (encoding)
 //! ```
+//!
+//! The phases run straight from the request ([`Edge`] is the service `weir-http` serves):
+//! a cache hit takes no lock but the cache's own, and counts itself with counters resolved
+//! at start.
 //!
 //! The cache is moka's, weighed in body bytes against a capacity; each entry lives for the
 //! upstream's `max-age` minus the upstream `Age`. Responses that may not be stored
@@ -42,10 +47,13 @@ mod cache_key;
 mod client_addr;
 mod coalesce;
 mod conditional;
+mod counters;
+mod encoding;
 mod filling;
 mod follow;
 mod geo;
 mod health;
+mod internal;
 mod policy;
 mod purge;
 mod response;
@@ -61,7 +69,7 @@ pub use access::Denial;
 pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
 pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
 pub use health::{PROBE_EVERY as UPSTREAM_PROBE_EVERY, PROBE_TIMEOUT as UPSTREAM_PROBE_TIMEOUT};
-pub use server::{router, EdgeConfig, EdgeError};
+pub use server::{edge, Edge, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 
 pub use weir_config::CLUSTER_SECRET_HEADER;

@@ -34,6 +34,9 @@ struct Known {
     /// The response it was parsed from (compared by pointer: a new fetch is a new `Arc`).
     from: Arc<Cached>,
     policy: Arc<AccessPolicy>,
+    /// Until when `from` is fresh (its fetch time plus TTL): the policy is used without
+    /// looking in the cache until then.
+    fresh_until: Instant,
     /// When a fetch last failed, if the last attempt did.
     failed_at: Option<Instant>,
 }
@@ -65,15 +68,18 @@ impl Policies {
         coalescer: &Arc<Coalescer>,
         timeout: Duration,
     ) -> Result<Arc<AccessPolicy>, EdgeError> {
-        let path = policy_path(event);
-        // A recent failure: the last known policy, without asking.
+        // The common case, a fresh policy, or a recent failure: the last known policy,
+        // without asking (one shared read lock, no cache lookup).
         if let Some(k) = self.read().get(event) {
-            if k.failed_at
-                .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
+            let now = Instant::now();
+            if now < k.fresh_until
+                || k.failed_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < RETRY_AFTER_FAILURE)
             {
                 return Ok(k.policy.clone());
             }
         }
+        let path = policy_path(event);
         let (outcome, _) = coalescer.fetch(&path, &path, timeout).await;
         let failure = match outcome {
             Ok(cached) if cached.fetched.head.status == StatusCode::OK => {
@@ -98,6 +104,11 @@ impl Policies {
             }
             None => Err(failure),
         }
+    }
+
+    /// Forgets `event`'s policy (a purge): the next request asks the upstream.
+    pub(crate) fn forget(&self, event: &str) {
+        self.lock().remove(event);
     }
 
     fn parsed(&self, event: &str, cached: Arc<Cached>) -> Result<Arc<AccessPolicy>, EdgeError> {
@@ -131,6 +142,7 @@ impl Policies {
         known.insert(
             event.to_string(),
             Known {
+                fresh_until: cached.fetched_at + cached.ttl.unwrap_or_default(),
                 from: cached,
                 policy: policy.clone(),
                 failed_at: None,

@@ -3,14 +3,15 @@
 //! (`HIT`, or `MISS` for a fetched or coalesced answer), and, for a playlist of an event
 //! that requires tokens, the viewer's token in every URI ([`crate::rewrite`]); a strong
 //! `ETag` with `If-None-Match` answered `304`, and `Range` on media objects
-//! ([`crate::conditional`]).
+//! ([`crate::conditional`]); a playlist in the coding the viewer prefers
+//! ([`crate::encoding`]).
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE,
+    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, VARY,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use crate::coalesce::Cached;
 use crate::conditional::{etag_of, none_match, range, Ranged};
+use crate::encoding::{self, Coding};
 use crate::filling::Filling;
 use crate::rewrite::with_token;
 
@@ -32,6 +34,9 @@ pub(crate) struct Shape<'a> {
     pub(crate) request: Option<&'a HeaderMap>,
     /// A media object (segment, part, init): `Range` is honoured.
     pub(crate) media: bool,
+    /// A playlist: sent in the coding the viewer's `Accept-Encoding` prefers
+    /// ([`crate::encoding`]).
+    pub(crate) compress: bool,
 }
 
 impl Shape<'_> {
@@ -42,6 +47,7 @@ impl Shape<'_> {
             token: None,
             request: None,
             media: false,
+            compress: false,
         }
     }
 }
@@ -49,18 +55,37 @@ impl Shape<'_> {
 /// The answer to a viewer from `cached`.
 pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape<'_>) -> Response {
     let f = &cached.fetched;
+    let ok = f.head.status == StatusCode::OK;
     let rewritten = match (shape.token, std::str::from_utf8(&f.body)) {
         (Some(t), Ok(text)) if f.head.status.is_success() => Some(Bytes::from(with_token(text, t))),
         _ => None,
     };
+    // The representation: coded for a playlist when the viewer accepts it.
+    let coding = match shape.request {
+        Some(request) if shape.compress && ok => {
+            let len = rewritten.as_ref().map_or(f.body.len(), Bytes::len);
+            if len >= encoding::MIN_BYTES {
+                encoding::negotiate(request.get(ACCEPT_ENCODING))
+            } else {
+                Coding::Identity
+            }
+        }
+        _ => Coding::Identity,
+    };
+    let (mut body, etag) = match (&rewritten, coding) {
+        (None, coding) => {
+            let e = cached.encoded(coding);
+            (e.body, e.etag)
+        }
+        (Some(b), Coding::Identity) => (b.clone(), etag_of(b)),
+        (Some(b), coding) => (
+            encoding::encode(coding, b),
+            encoding::tag_for(&etag_of(b), coding),
+        ),
+    };
     let mut status = f.head.status;
-    let mut body = rewritten.clone().unwrap_or_else(|| f.body.clone());
     let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    if let (StatusCode::OK, Some(request)) = (f.head.status, shape.request) {
-        let etag = match &rewritten {
-            Some(b) => etag_of(b),
-            None => cached.etag().clone(),
-        };
+    if let (true, Some(request)) = (ok, shape.request) {
         let revalidated = none_match(request.get(IF_NONE_MATCH), &etag);
         extra.push((ETAG, etag));
         if revalidated {
@@ -92,6 +117,13 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
             }
         }
     }
+    if shape.compress && ok {
+        // The answer depends on Accept-Encoding, whichever coding this one got.
+        extra.push((VARY, HeaderValue::from_static("accept-encoding")));
+        if let (Some(v), false) = (coding.header(), status == StatusCode::NOT_MODIFIED) {
+            extra.push((CONTENT_ENCODING, v));
+        }
+    }
     let length = body.len();
     let mut r = Response::new(if shape.head || status == StatusCode::NOT_MODIFIED {
         Body::empty()
@@ -99,6 +131,8 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
         Body::from(body)
     });
     *r.status_mut() = status;
+    // Room for every header of an answer (these and the server's CORS ones) without growing.
+    *r.headers_mut() = HeaderMap::with_capacity(16);
     let h = r.headers_mut();
     if let Some(v) = &f.head.content_type {
         h.insert(CONTENT_TYPE, v.clone());

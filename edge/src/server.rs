@@ -1,27 +1,32 @@
 //! The edge's request path, phase by phase (the crate docs list them): this module runs them
 //! in order and turns their errors into answers.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL,
     CONTENT_LENGTH,
 };
 use http::{Method, StatusCode, Uri};
 use weir_config::AccessSettings;
-use weir_url::{Directives, EventId, Route};
+use weir_url::{Directives, Route};
 
 use crate::access::{Access, Denial, Request};
 use crate::audience::{report_loop, Audience};
 use crate::cache_key::cache_key;
 use crate::client_addr::client_ip;
 use crate::coalesce::{Answer, Coalescer, FetchRole, Wait};
+use crate::counters::Counters;
 use crate::follow::Followers;
 use crate::geo::Geo;
+use crate::internal::{content_key, from_edge, policy_for_edge, purge};
 use crate::policy::Policies;
 use crate::response::{response, streamed, Shape};
 use crate::route::{served, Served};
@@ -130,22 +135,55 @@ impl IntoResponse for EdgeError {
     }
 }
 
-struct EdgeState {
-    coalescer: Arc<Coalescer>,
+pub(crate) struct EdgeState {
+    pub(crate) coalescer: Arc<Coalescer>,
     followers: Arc<Followers>,
     audience: Arc<Audience>,
-    access: Access,
-    config: EdgeConfig,
+    pub(crate) access: Access,
+    pub(crate) config: EdgeConfig,
     cors: HeaderValue,
+    pub(crate) counters: Counters,
 }
 
-/// The edge's routes, to serve with `weir-http` (which gives each request the peer's
-/// `ConnectInfo<SocketAddr>`); starts the edge's background tasks (reports, GeoIP watch).
-/// Call within a Tokio runtime.
+/// The edge's request path as a service for [`weir_http::serve`] (which gives each request
+/// the peer's `ConnectInfo<SocketAddr>`): the phases run straight from the request, without
+/// a router in between. Cloning is cheap (one shared state).
+#[derive(Clone)]
+pub struct Edge(Arc<EdgeState>);
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("upstream", &self.0.config.upstream)
+            .field("id", &self.0.config.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Edge {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // No edge path reads a request body.
+        let (parts, _) = request.into_parts();
+        let state = self.0.clone();
+        Box::pin(async move { Ok(handle(&state, parts).await) })
+    }
+}
+
+/// The edge, to serve with `weir-http`; starts its background tasks (reports, GeoIP watch,
+/// upstream probes). Call within a Tokio runtime, after the metrics recorder is installed
+/// (the edge's counters are resolved here, once).
 ///
 /// # Errors
 /// The GeoIP database or the upstream CA file cannot be read (the message says why).
-pub fn router(config: EdgeConfig) -> Result<Router, String> {
+pub fn edge(config: EdgeConfig) -> Result<Edge, String> {
     let geo = Geo::open(config.access.geoip_database.clone())?;
     let upstream = Upstream::new(
         &config.upstream,
@@ -189,61 +227,26 @@ pub fn router(config: EdgeConfig) -> Result<Router, String> {
         },
         cors: HeaderValue::from_str(&config.cors_allow_origin)
             .unwrap_or(HeaderValue::from_static("*")),
+        counters: Counters::new(),
         config,
     });
-    Ok(Router::new()
-        .fallback(handle)
-        .with_state(state)
-        .layer(playlist_compression()))
+    Ok(Edge(state))
 }
 
-/// Whether a response may be compressed, from its status, version, headers and extensions.
-type ResponseTest = fn(StatusCode, http::Version, &http::HeaderMap, &http::Extensions) -> bool;
-
-/// The edge's compression: playlists of a size worth it.
-type PlaylistCompression = tower_http::compression::CompressionLayer<
-    tower_http::compression::predicate::And<
-        tower_http::compression::predicate::SizeAbove,
-        ResponseTest,
-    >,
->;
-
-/// gzip or br (as the viewer's `Accept-Encoding` prefers) for playlists of 256 bytes or more;
-/// media objects are sent as they are (compressing video gains nothing).
-fn playlist_compression() -> PlaylistCompression {
-    use tower_http::compression::predicate::{Predicate, SizeAbove};
-    fn playlist(
-        _: StatusCode,
-        _: http::Version,
-        h: &http::HeaderMap,
-        _: &http::Extensions,
-    ) -> bool {
-        h.get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/vnd.apple.mpegurl"))
-    }
-    let predicate = SizeAbove::new(256).and(playlist as ResponseTest);
-    tower_http::compression::CompressionLayer::new()
-        .no_deflate()
-        .no_zstd()
-        .compress_when(predicate)
-}
-
-async fn handle(
-    State(state): State<Arc<EdgeState>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    method: Method,
-    headers: http::HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn handle(state: &EdgeState, request: http::request::Parts) -> Response {
+    let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
+    let peer = request
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
     // Phase 1: the client address.
     let viewer = Viewer {
-        ip: client_ip(peer.ip(), &headers, &state.config.access.trusted_proxies),
+        ip: client_ip(peer, headers, &state.config.access.trusted_proxies),
         user_agent: headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     };
-    let mut response = match respond(&state, &method, &uri, &headers, &viewer).await {
+    let mut response = match respond(state, method, uri, headers, &viewer).await {
         Ok(r) => r,
         Err(e) => {
             if e.is_retryable() {
@@ -262,122 +265,6 @@ async fn handle(
         HeaderValue::from_static("Age"),
     );
     response
-}
-
-/// An event's access policy for an edge in front of this one (a shield tier): from this
-/// edge's cache, so the tier adds no origin requests. With a cluster secret configured, only
-/// to requests that carry it.
-async fn policy_for_edge(
-    state: &EdgeState,
-    event: &EventId,
-    headers: &http::HeaderMap,
-) -> Result<Response, EdgeError> {
-    if state.config.access.cluster_secret.is_some() && !from_edge(state, headers) {
-        return Err(EdgeError::NotFound);
-    }
-    let path = crate::policy::policy_path(event.as_str());
-    let (outcome, role) = state
-        .coalescer
-        .fetch(&path, &path, state.config.upstream_timeout)
-        .await;
-    let status = if role == FetchRole::Hit {
-        "HIT"
-    } else {
-        "MISS"
-    };
-    let cached = outcome?;
-    Ok(response(&cached, status, Shape::plain()))
-}
-
-/// `POST /internal/v1/purge/{event}` ([`crate::purge`]): with the cluster secret or the
-/// key secret of this process's control plane; 404 without (as every internal path).
-fn purge(
-    state: &EdgeState,
-    method: &Method,
-    event: &EventId,
-    headers: &http::HeaderMap,
-) -> Result<Response, EdgeError> {
-    let key_secret_ok = state
-        .config
-        .key_secret
-        .as_ref()
-        .is_some_and(|s| s.matches(presented_secret(headers)));
-    if !from_edge(state, headers) && !key_secret_ok {
-        return Err(EdgeError::NotFound);
-    }
-    if method != Method::POST {
-        return Err(EdgeError::MethodNotAllowed);
-    }
-    let purged = state.coalescer.purge(event.as_str());
-    tracing::info!(event = %event, purged, "event purged from the edge cache");
-    metrics::counter!("weir_edge_purged_objects_total").increment(purged);
-    let mut r = format!("{{\"purged\":{purged}}}\n").into_response();
-    let h = r.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
-}
-
-/// Whether the request carries this edge's configured cluster secret (an edge in front of
-/// this one); `false` when none is configured.
-fn from_edge(state: &EdgeState, headers: &http::HeaderMap) -> bool {
-    state
-        .config
-        .access
-        .cluster_secret
-        .as_ref()
-        .is_some_and(|secret| secret.matches(presented_secret(headers)))
-}
-
-/// The value of the cluster-secret header, empty when absent.
-fn presented_secret(headers: &http::HeaderMap) -> &[u8] {
-    headers
-        .get(crate::CLUSTER_SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default()
-}
-
-/// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
-/// internal path (with the cluster secret), coalesced but never stored, and answered
-/// `Cache-Control: private, no-store` so that no cache on the way keeps it either.
-async fn content_key(state: &EdgeState, event: &str, id: &str) -> Result<Response, EdgeError> {
-    let path = format!("/internal/v1/keys/{event}/{id}");
-    let (outcome, role) = state
-        .coalescer
-        .fetch(&path, &path, state.config.upstream_timeout)
-        .await;
-    let cached = outcome?;
-    let status = if role == FetchRole::Joined {
-        "COALESCED"
-    } else {
-        "MISS"
-    };
-    metrics::counter!("weir_edge_requests_total", "kind" => "key", "cache_status" => status)
-        .increment(1);
-    match cached.fetched.head.status {
-        StatusCode::OK if cached.fetched.body.len() == 16 => {
-            let mut r = response(&cached, "MISS", Shape::plain());
-            let h = r.headers_mut();
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            Ok(r)
-        }
-        StatusCode::NOT_FOUND => Err(EdgeError::NotFound),
-        other => {
-            tracing::warn!(
-                event,
-                status = other.as_u16(),
-                "the upstream refused a content key (is [access] cluster_secret the same on both?)"
-            );
-            Err(EdgeError::UpstreamUnreachable)
-        }
-    }
 }
 
 /// Who asked (phase 1's answer).
@@ -457,15 +344,14 @@ async fn respond(
         FetchRole::Started => "MISS",
         FetchRole::Joined => "COALESCED",
     };
-    metrics::counter!("weir_edge_requests_total", "kind" => route.kind(), "cache_status" => status)
-        .increment(1);
+    state.counters.request(route.kind(), status);
     let cached = match answer? {
         Answer::Whole(cached) => cached,
         Answer::Streaming(filling) => {
             record_viewer(state, &route, viewer, role);
             let r = streamed(&filling);
             let sent = filling.head.content_length.unwrap_or(0);
-            metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind()).increment(sent);
+            state.counters.sent(route.kind(), sent);
             return Ok(r);
         }
     };
@@ -484,6 +370,7 @@ async fn respond(
             token: token.filter(|_| playlist),
             request: Some(headers),
             media: !playlist,
+            compress: playlist,
         },
     );
     if method != Method::HEAD {
@@ -492,7 +379,7 @@ async fn respond(
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        metrics::counter!("weir_edge_bytes_sent_total", "kind" => route.kind()).increment(sent);
+        state.counters.sent(route.kind(), sent);
     }
     Ok(r)
 }

@@ -9,7 +9,8 @@
 //!        --> hyper-util auto: HTTP/1.1, or HTTP/2 (ALPN over TLS, prior knowledge on
 //!            plain TCP: h2c); request headers bounded in size and in time (the header
 //!            timeout, which also closes an idle keep-alive connection)
-//!        --> the axum router, with `ConnectInfo<SocketAddr>` of the peer
+//!        --> the service (an axum router, or any `Service` of the same shape), with
+//!            `ConnectInfo<SocketAddr>` of the peer
 //! shutdown --> stop accepting; in-flight responses finish (bounded by the grace period)
 //! ```
 
@@ -24,8 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
-use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -106,15 +105,51 @@ fn builder(s: &HttpSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// What a listener serves: an axum [`Router`](axum::Router), or any cloneable service of
+/// the same shape (the edge's request path is one, without a router's per-request costs).
+/// Each request carries the peer's `ConnectInfo<SocketAddr>` in its extensions.
+pub trait App:
+    Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<Self::Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The response body.
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+}
+
+impl<S, B> App for S
+where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+}
+
+/// A boxed error, as hyper takes from bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Serves `app` on `listener` with `settings` until `shutdown` resolves, then lets in-flight
 /// connections finish for up to the grace period.
 ///
 /// # Errors
 /// [`ServeError::Tls`] if the certificate cannot be loaded at start; [`ServeError::Accept`]
 /// if the listener fails for good.
-pub async fn serve(
+pub async fn serve<A: App>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
@@ -196,10 +231,10 @@ pub async fn serve(
 /// Serves one connection (plain or TLS) with the router, the peer's address given as
 /// `ConnectInfo`, until it closes, the shutdown ends it, or it has had no request in flight
 /// for `idle`.
-async fn serve_connection<I>(
+async fn serve_connection<I, A: App>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
-    app: Router,
+    app: A,
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
     idle: Duration,
@@ -214,14 +249,12 @@ async fn serve_connection<I>(
             let mut app = app.clone();
             // In flight from here until the response body is dropped (sent or abandoned).
             let busy = tracked.begin();
+            let response = app.call(request);
             async move {
-                let response = app.call(request).await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    axum::body::Body::new(body.map_frame(move |frame| {
-                        let _ = &busy;
-                        frame
-                    }))
-                }))
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Tracked { body, _busy: busy }),
+                )
             }
         });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -231,6 +264,33 @@ async fn serve_connection<I>(
         () = activity.idle_for(idle) => {
             metrics::counter!("weir_http_idle_closed_total").increment(1);
         }
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is dropped (sent
+/// or abandoned); a plain wrapper, no allocation per request.
+struct Tracked<B> {
+    body: B,
+    _busy: Busy,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -180,6 +180,10 @@ fn tokens_and_geo_guard_every_viewer_url_and_playlists_carry_the_token() {
     assert_eq!(other.status, 200);
     assert_eq!(other.header("x-cache"), Some("HIT"));
     assert_eq!(other.text().replace(&k2, &token), master_text);
+    // Compressed for a viewer that accepts it, the token rewritten in before compression.
+    let br = get_with(&url, &[("accept-encoding", "br")]);
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(decoded(&br), master_text.as_bytes());
 
     // ffmpeg, which knows nothing of tokens, plays the URL weir token printed.
     let (played, err) = play_live(&url, 4.0);

@@ -196,6 +196,25 @@ fn etags_ranges_and_compressed_playlists() {
         let br = get_with(&weir.edge_url(path), &[("accept-encoding", "br")]);
         if plain.body.len() >= 256 {
             assert_eq!(br.header("content-encoding"), Some("br"), "{path}");
+            assert_eq!(br.header("vary"), Some("accept-encoding"), "{path}");
+            let text = decoded(&br);
+            assert!(text.starts_with(b"#EXTM3U"), "{path}");
+            assert!(decoded(&gz).starts_with(b"#EXTM3U"), "{path}");
+            if path.ends_with("master.m3u8") {
+                // The master does not change: each coding decodes to the same bytes, each
+                // has its own tag, and a conditional request for the coded tag is a 304.
+                assert_eq!(text, plain.body, "{path}");
+                assert_eq!(decoded(&gz), plain.body, "{path}");
+                let tags = [&plain, &gz, &br].map(|r| r.header("etag").unwrap().to_string());
+                assert!(tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2]);
+                let again = get_with(
+                    &weir.edge_url(path),
+                    &[("accept-encoding", "gzip, br"), ("if-none-match", &tags[2])],
+                );
+                assert_eq!(again.status, 304, "{path}");
+                let plain_again = get_with(&weir.edge_url(path), &[("if-none-match", &tags[2])]);
+                assert_eq!(plain_again.status, 200, "a br tag does not match identity");
+            }
         }
     }
     // A playlist that does not exist (yet): 404, kept by the edge for a second (the origin

@@ -334,6 +334,26 @@ impl Fetched {
     }
 }
 
+/// The body of `r` decoded from its `Content-Encoding` (gzip, br, or none).
+pub(crate) fn decoded(r: &Fetched) -> Vec<u8> {
+    let mut out = Vec::new();
+    match r.header("content-encoding") {
+        None => out.clone_from(&r.body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .expect("gzip body decodes");
+        }
+        Some("br") => {
+            brotli::Decompressor::new(&r.body[..], 4096)
+                .read_to_end(&mut out)
+                .expect("br body decodes");
+        }
+        Some(other) => panic!("unexpected content-encoding {other}"),
+    }
+    out
+}
+
 pub(crate) fn agent() -> ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     AGENT
