@@ -44,6 +44,7 @@
 mod access;
 mod audience;
 mod cache_key;
+mod cached;
 mod client_addr;
 mod coalesce;
 mod conditional;
