@@ -320,7 +320,20 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let origin_config = OriginConfig {
         cors_allow_origin: c.origin.cors_allow_origin.clone(),
     };
+    // With TLS on the origin listener (for edges elsewhere), the in-process edge reaches the
+    // origin on a plain listener of its own on loopback: no certificate to trust under a
+    // loopback name, no TLS inside one process.
+    let internal = match (&c.origin.http.tls, &c.edge.upstream) {
+        (Some(_), None) => {
+            Some(bind(SocketAddr::from(([127, 0, 0, 1], 0)), "internal origin").await?)
+        }
+        _ => None,
+    };
+    let internal_addr = internal.as_ref().map(TcpListener::local_addr).transpose()?;
     let upstream = c.edge.upstream.clone().unwrap_or_else(|| {
+        if let Some(a) = internal_addr {
+            return format!("http://{a}");
+        }
         let host = if origin_addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -363,6 +376,23 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         weir_control::admin_router(control),
     );
     let origin_settings = listen::http_settings("origin", &c.origin.http, base);
+    if let Some(listener) = internal {
+        let settings = weir_http::HttpSettings {
+            tls: None,
+            ..listen::http_settings("origin-internal", &c.origin.http, base)
+        };
+        let served = weir_http::serve(
+            listener,
+            app.clone(),
+            settings,
+            listen::stopped(stop.clone()),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "the in-process edge's origin listener failed");
+            }
+        });
+    }
     let mut origin_task = tokio::spawn(weir_http::serve(
         origin,
         app,

@@ -142,8 +142,8 @@ pub struct EdgeSettings {
     /// Where `weir edge` serves `/metrics` (Prometheus text), apart from viewers. None by
     /// default (under `weir serve` the origin listener serves them).
     pub metrics_listen: Option<SocketAddr>,
-    /// The upstream (origin or shield edge) base URL, `http://host:port`, or several
-    /// separated by commas, most preferred first (failover). Under `weir serve` it defaults
+    /// The upstream (origin or shield edge) base URL, `http://host:port` or
+    /// `https://host:port`, or several separated by commas, most preferred first (failover). Under `weir serve` it defaults
     /// to the in-process origin.
     pub upstream: Option<String>,
     /// Cache capacity, bytes of cached bodies. Default 512 MiB.
@@ -366,20 +366,8 @@ impl Config {
                 )))
             }
         };
-        if raw.origin.http.has_tls() {
-            return Err(ConfigError::Invalid(
-                "origin.http: TLS is for the edge's listener for now (edges reach the origin over plain HTTP); keep the origin on a private network or loopback".into(),
-            ));
-        }
         let ladders = ladder::validate_ladders(raw.ladders)?;
         let events = event::validate_events(raw.events, &ladders)?;
-        if let Some(u) = &raw.edge.upstream {
-            if !u.starts_with("http://") {
-                return Err(ConfigError::Invalid(format!(
-                    "edge.upstream: {u:?} must be an http:// URL"
-                )));
-            }
-        }
         Ok(Config {
             rtmp: RtmpSettings {
                 listen: addr("rtmp.listen", &raw.rtmp.listen)?,
@@ -554,6 +542,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("part_target_ms"), "{e}");
+        let e = Config::from_toml("[edge]\nupstream = \"ftp://origin:21\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("edge.upstream"), "{e}");
+    }
+
+    #[test]
+    fn upstreams_may_be_https_and_several_in_the_file_too() {
+        let c = Config::from_toml(
+            "[edge]\nupstream = \"https://shield.example:8443/, http://origin:8081\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.edge.upstream.as_deref(),
+            Some("https://shield.example:8443,http://origin:8081")
+        );
     }
 
     #[test]

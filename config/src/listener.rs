@@ -44,11 +44,6 @@ pub(crate) struct RawHttp {
 }
 
 impl RawHttp {
-    /// Whether TLS files are named.
-    pub(crate) fn has_tls(&self) -> bool {
-        self.tls_cert_file.is_some() || self.tls_key_file.is_some()
-    }
-
     /// Validates the `[{listener}.http]` table; `edge` picks the edge's defaults.
     pub(crate) fn validate(self, listener: &str) -> Result<HttpListenerSettings, ConfigError> {
         let edge = listener == "edge";

@@ -1,7 +1,7 @@
 //! The HTTP listeners at CDN strength: slowloris connections closed at the header timeout
 //! while viewers are served, connection caps (total and per address) answered with 503, and
 //! the edge over HTTPS with HTTP/2 (ALPN) and over h2c, its certificate replaced on disk while
-//! a viewer plays.
+//! a viewer plays; `weir serve` with its origin over TLS for edges elsewhere.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -236,6 +236,68 @@ fn the_edge_speaks_http2_over_tls_and_h2c_and_reloads_its_certificate() {
         "the viewer over HTTPS failed across the reload: {err}"
     );
     assert!(weir.log().contains("TLS certificate reloaded"));
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// `weir serve` with TLS on the origin listener: edges elsewhere reach it over HTTPS with
+/// HTTP/2 and the certificate checked (`[edge] upstream_ca_file`), while the in-process edge
+/// keeps serving (it reaches the origin on a plain loopback listener of its own).
+#[test]
+fn weir_serve_runs_its_origin_over_tls_for_edges_elsewhere() {
+    let dir = scratch_dir();
+    let (cert, key) = certificate(&dir, "origin.example");
+    let weir = Weir::serve(&format!(
+        "[origin.http]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let mut publisher = publish(&flv(BBB, 8, true), &weir.publish_url(STREAM_KEY), true);
+    // The in-process edge, over plain HTTP.
+    let local_master = weir.edge_url("/live/it/master.m3u8");
+    wait_for(
+        "the master at the in-process edge",
+        Duration::from_secs(30),
+        || {
+            let r = get(&local_master);
+            (r.status == 200).then_some(r)
+        },
+    );
+    assert!(
+        !weir.log().contains("origin listener failed"),
+        "{}",
+        weir.log()
+    );
+    // The origin itself: HTTPS with HTTP/2 by ALPN, its certificate the configured one.
+    let origin = format!("https://{}", weir.origin.unwrap());
+    let (version, status, subject) = curl(&["--http2"], &format!("{origin}/live/it/master.m3u8"));
+    assert_eq!((version.as_str(), status), ("2", 200));
+    assert!(subject.contains("origin.example"), "{subject}");
+    // Plain HTTP on the TLS port gets no playlist.
+    assert_ne!(
+        curl(&[], &weir.origin_url("/live/it/master.m3u8")).1,
+        200,
+        "plain HTTP answered on the TLS origin port"
+    );
+    // An edge elsewhere that trusts the origin's certificate: ffmpeg plays through it.
+    let remote = crate::fake_upstream::edge_with_sections(
+        &origin,
+        &format!("upstream_ca_file = \"{}\"", cert.display()),
+        "",
+    );
+    let remote_master = remote.edge_url("/live/it/master.m3u8");
+    let master = get(&remote_master);
+    assert_eq!(master.status, 200, "{}", remote.log());
+    assert_eq!(master.body, get(&local_master).body);
+    let (played, err) = play_live(&remote_master, 3.0);
+    assert!(played, "ffmpeg through an edge of the TLS origin: {err}");
+    // One that does not trust it gets no content.
+    let untrusting = crate::fake_upstream::edge_with_sections(&origin, "", "");
+    assert_eq!(
+        get(&untrusting.edge_url("/live/it/master.m3u8")).status,
+        502,
+        "an edge must not accept an origin certificate it does not trust"
+    );
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
