@@ -67,6 +67,15 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Sets `weir_runtime_alive_tasks` (Tokio tasks not yet finished: every connection, fetch,
+/// session and timer loop) when `/metrics` is rendered: a count that grows with nothing
+/// left running is a leak.
+pub(crate) fn publish_runtime_gauges() {
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!("weir_runtime_alive_tasks").set(h.metrics().num_alive_tasks() as f64);
+    }
+}
+
 /// Serves `/metrics` (Prometheus text) from `handle` on `listener`, for a role that has no
 /// origin listener. Install the recorder before anything is served, so nothing goes uncounted.
 pub(crate) async fn serve_metrics(
@@ -77,6 +86,7 @@ pub(crate) async fn serve_metrics(
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
+            publish_runtime_gauges();
             let text = handle.render();
             async move {
                 (
@@ -102,9 +112,15 @@ pub(crate) async fn run_edge(
     key_secret: Option<weir_config::ClusterSecret>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Only the edge inside `weir serve` is given the in-process key secret.
+    let embedded = key_secret.is_some();
     let config = weir_edge::EdgeConfig {
         upstream,
-        cache_capacity_bytes: c.edge.cache_capacity_bytes,
+        cache_capacity_bytes: c.edge.cache_capacity_bytes.unwrap_or(if embedded {
+            weir_config::EMBEDDED_EDGE_CACHE_BYTES
+        } else {
+            weir_config::EDGE_CACHE_BYTES
+        }),
         upstream_timeout: c.edge.upstream_timeout,
         blocking_timeout: c.edge.blocking_timeout,
         cors_allow_origin: c.edge.cors_allow_origin.clone(),

@@ -273,7 +273,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::with_window(c.packager.window_segments.get()));
     // Every ladder the configuration offers can be given to an event at run time.
     if c.ladders.iter().any(|l| !l.is_passthrough()) {
         weir_ingest::check_ffmpeg()?;
@@ -316,7 +316,12 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         max_connections_per_ip: c.rtmp.max_connections_per_ip,
         write_timeout: c.rtmp.write_timeout,
     };
-    let render: weir_origin::MetricsRender = Arc::new(move || metrics.render());
+    let held = store.clone();
+    let render: weir_origin::MetricsRender = Arc::new(move || {
+        held.publish_gauges();
+        listen::publish_runtime_gauges();
+        metrics.render()
+    });
     let origin_config = OriginConfig {
         cors_allow_origin: c.origin.cors_allow_origin.clone(),
     };

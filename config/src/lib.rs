@@ -146,8 +146,9 @@ pub struct EdgeSettings {
     /// `https://host:port`, or several separated by commas, most preferred first (failover). Under `weir serve` it defaults
     /// to the in-process origin.
     pub upstream: Option<String>,
-    /// Cache capacity, bytes of cached bodies. Default 512 MiB.
-    pub cache_capacity_bytes: u64,
+    /// Cache capacity, bytes of cached bodies; `None`: the role's default,
+    /// [`EDGE_CACHE_BYTES`] for `weir edge`, [`EMBEDDED_EDGE_CACHE_BYTES`] under `weir serve`.
+    pub cache_capacity_bytes: Option<u64>,
     /// PEM file of certificate authorities trusted for `https://` upstreams, besides the
     /// system's (relative to the configuration file). None by default.
     pub upstream_ca_file: Option<std::path::PathBuf>,
@@ -263,7 +264,7 @@ struct RawEdge {
     listen: String,
     metrics_listen: Option<String>,
     upstream: Option<String>,
-    cache_capacity_bytes: u64,
+    cache_capacity_bytes: Option<u64>,
     upstream_ca_file: Option<String>,
     upstream_timeout_ms: u64,
     blocking_timeout_ms: u64,
@@ -281,7 +282,7 @@ impl Default for RawEdge {
             listen: "0.0.0.0:8080".into(),
             metrics_listen: None,
             upstream: None,
-            cache_capacity_bytes: 512 * 1024 * 1024,
+            cache_capacity_bytes: None,
             upstream_ca_file: None,
             upstream_timeout_ms: 5_000,
             blocking_timeout_ms: 35_000,
@@ -325,6 +326,16 @@ pub fn parse_upstreams(list: String) -> Result<String, ConfigError> {
     }
     Ok(bases.join(","))
 }
+
+/// The edge cache's default capacity for `weir edge`, bytes (512 MiB): live media objects
+/// leave it when no playlist can list them any more (the origin's `CDN-Cache-Control`), so
+/// this bounds what a DVR-less live edge holds only for very many events.
+pub const EDGE_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The edge cache's default capacity under `weir serve`, bytes (128 MiB): the in-process
+/// edge holds the live window of every event again beside the origin's store (about two
+/// windows of every rendition: some 50 MB for the default ladder).
+pub const EMBEDDED_EDGE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// The event and stream key `weir serve` runs with when no configuration file is given.
 pub const DEMO_EVENT: (&str, &str) = ("demo", "demo-key");
@@ -467,7 +478,7 @@ impl Config {
                     .map(|a| addr("edge.metrics_listen", a))
                     .transpose()?,
                 upstream: raw.edge.upstream.map(parse_upstreams).transpose()?,
-                cache_capacity_bytes: raw.edge.cache_capacity_bytes.max(1024 * 1024),
+                cache_capacity_bytes: raw.edge.cache_capacity_bytes.map(|b| b.max(1024 * 1024)),
                 upstream_ca_file: raw.edge.upstream_ca_file.map(std::path::PathBuf::from),
                 upstream_timeout: ms(
                     "edge.upstream_timeout_ms",

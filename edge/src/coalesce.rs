@@ -180,6 +180,14 @@ impl Coalescer {
         crate::purge::purge_event(&self.cache, event)
     }
 
+    /// Body bytes of the last good copies kept for stale-if-error.
+    pub(crate) fn stale_bytes(&self) -> u64 {
+        self.stale.as_ref().map_or(0, |s| {
+            s.run_pending_tasks();
+            s.iter().map(|(_, v)| v.fetched.body.len() as u64).sum()
+        })
+    }
+
     /// The cached response for `key`, if fresh.
     pub(crate) fn hit(&self, key: &str) -> Option<Arc<Cached>> {
         self.cache.get(key)
@@ -396,6 +404,7 @@ pub(crate) mod tests {
                     status: http::StatusCode::OK,
                     content_type: None,
                     cache_control: None,
+                    cdn_cache_control: None,
                     age: 0,
                     content_length: None,
                 },

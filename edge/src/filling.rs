@@ -21,6 +21,9 @@ pub(crate) struct Head {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<HeaderValue>,
     pub(crate) cache_control: Option<HeaderValue>,
+    /// The upstream's `CDN-Cache-Control` (RFC 9213): when present, the edge's lifetime for
+    /// the object instead of `Cache-Control`'s; passed on to an edge in front.
+    pub(crate) cdn_cache_control: Option<HeaderValue>,
     /// The upstream's `Age`, seconds.
     pub(crate) age: u64,
     /// The upstream's `Content-Length`, bytes, when it sent one.
@@ -188,6 +191,7 @@ mod tests {
             status: StatusCode::OK,
             content_type: None,
             cache_control: None,
+            cdn_cache_control: None,
             age: 0,
             content_length: None,
         }

@@ -54,6 +54,7 @@ mod filling;
 mod follow;
 mod geo;
 mod health;
+mod held;
 mod internal;
 mod policy;
 mod purge;
@@ -70,6 +71,7 @@ pub use access::Denial;
 pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDOW};
 pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
 pub use health::{PROBE_EVERY as UPSTREAM_PROBE_EVERY, PROBE_TIMEOUT as UPSTREAM_PROBE_TIMEOUT};
+pub use held::HELD_EVERY as CACHE_GAUGES_EVERY;
 pub use server::{edge, Edge, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 

@@ -140,6 +140,9 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
     if let Some(v) = &f.head.cache_control {
         h.insert(CACHE_CONTROL, v.clone());
     }
+    if let Some(v) = &f.head.cdn_cache_control {
+        h.insert(weir_http::CDN_CACHE_CONTROL, v.clone());
+    }
     if status != StatusCode::NOT_MODIFIED {
         h.insert(CONTENT_LENGTH, HeaderValue::from(length));
     }
@@ -172,6 +175,9 @@ pub(crate) fn streamed(filling: &Arc<Filling>) -> Response {
     }
     if let Some(v) = &head.cache_control {
         h.insert(CACHE_CONTROL, v.clone());
+    }
+    if let Some(v) = &head.cdn_cache_control {
+        h.insert(weir_http::CDN_CACHE_CONTROL, v.clone());
     }
     if let Some(len) = head.content_length {
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));

@@ -210,13 +210,15 @@ pub fn edge(config: EdgeConfig) -> Result<Edge, String> {
         config.id.clone(),
         config.access.cluster_secret.clone(),
     ));
+    let coalescer = Arc::new(Coalescer::new(
+        config.cache_capacity_bytes,
+        upstream,
+        config.stale_if_error,
+        config.max_waiters_per_object,
+    ));
+    tokio::spawn(crate::held::gauge_loop(coalescer.clone()));
     let state = Arc::new(EdgeState {
-        coalescer: Arc::new(Coalescer::new(
-            config.cache_capacity_bytes,
-            upstream,
-            config.stale_if_error,
-            config.max_waiters_per_object,
-        )),
+        coalescer,
         followers: Arc::new(Followers::new()),
         audience,
         access: Access {

@@ -35,12 +35,20 @@ impl Fetched {
 
     /// How long the response may be cached: `max-age` minus `Age`; `None` when it may not be
     /// stored by a shared cache (RFC 9111 §3, §5.2.2). A `200`, or a `404` with an explicit
-    /// `max-age` (negative caching, RFC 9111 §4.2.2); nothing else.
+    /// `max-age` (negative caching, RFC 9111 §4.2.2); nothing else. A `CDN-Cache-Control`
+    /// field, when the upstream sends one, is used instead of `Cache-Control` (RFC 9213 §2.2:
+    /// a cache that takes a targeted field ignores `Cache-Control`).
     pub(crate) fn ttl(&self) -> Option<Duration> {
         if self.head.status != StatusCode::OK && self.head.status != StatusCode::NOT_FOUND {
             return None;
         }
-        let cc = self.head.cache_control.as_ref()?.to_str().ok()?;
+        let cc = self
+            .head
+            .cdn_cache_control
+            .as_ref()
+            .or(self.head.cache_control.as_ref())?
+            .to_str()
+            .ok()?;
         let mut max_age = None;
         for directive in cc.split(',').map(str::trim) {
             let lower = directive.to_ascii_lowercase();
@@ -230,6 +238,7 @@ impl Upstream {
             status: parts.status,
             content_type: parts.headers.get(CONTENT_TYPE).cloned(),
             cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
+            cdn_cache_control: parts.headers.get(weir_http::CDN_CACHE_CONTROL).cloned(),
             age: number(AGE).unwrap_or(0),
             content_length: number(CONTENT_LENGTH),
         };
@@ -259,6 +268,7 @@ mod tests {
                 status: StatusCode::from_u16(status).unwrap(),
                 content_type: None,
                 cache_control: Some(HeaderValue::from_str(cc).unwrap()),
+                cdn_cache_control: None,
                 age,
                 content_length: None,
             },
@@ -285,5 +295,24 @@ mod tests {
         );
         assert_eq!(fetched(404, "no-store", 0).ttl(), None);
         assert_eq!(fetched(502, "max-age=60", 0).ttl(), None);
+        // CDN-Cache-Control wins over Cache-Control, both ways.
+        let targeted = |cc: &str, cdn: &str, age| {
+            let mut f = fetched(200, cc, age);
+            f.head.cdn_cache_control = Some(HeaderValue::from_str(cdn).unwrap());
+            f.ttl()
+        };
+        assert_eq!(
+            targeted("public, max-age=604800, immutable", "max-age=26", 0),
+            Some(Duration::from_secs(26))
+        );
+        assert_eq!(
+            targeted("public, max-age=604800", "max-age=26", 6),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(targeted("public, max-age=60", "no-store", 0), None);
+        assert_eq!(
+            targeted("no-store", "max-age=5", 0),
+            Some(Duration::from_secs(5))
+        );
     }
 }

@@ -367,6 +367,12 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let _ = stream.shutdown().await;
 }
 
+/// `CDN-Cache-Control` (RFC 9213): a lifetime meant for CDNs alone, which they take over
+/// `Cache-Control`. The origin sends it on live media objects (useful only while listed,
+/// though their names never change); the edge honours it and passes it on to an edge in
+/// front of it.
+pub const CDN_CACHE_CONTROL: http::HeaderName = http::HeaderName::from_static("cdn-cache-control");
+
 /// Where TLS files live, for settings that name them relative to a directory.
 pub fn resolve(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
     if p.is_relative() {

@@ -289,6 +289,7 @@ fn playlist_response(body: bytes::Bytes, max_age_secs: u64, head: bool) -> Respo
                 max_age_secs: max_age_secs.max(1),
             },
             body,
+            cdn_max_age: None,
         },
         head,
     )
@@ -317,6 +318,13 @@ pub fn object_response(object: &Object, head: bool) -> Response {
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, cache_control);
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(age) = object.cdn_max_age {
+        h.insert(
+            weir_http::CDN_CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={}", age.as_secs()))
+                .unwrap_or(HeaderValue::from_static("max-age=60")),
+        );
+    }
     r
 }
 

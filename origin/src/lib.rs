@@ -26,5 +26,5 @@ pub use crate::http::{
     object_response, router, MetricsRender, OriginConfig, OriginError, IMMUTABLE,
 };
 pub use directives::{advance_part_limit, readiness, Readiness};
-pub use store::{MemoryStore, Object, ObjectKind, PlaylistWatch, Store};
+pub use store::{live_lifetime, MemoryStore, Object, ObjectKind, PlaylistWatch, Store};
 pub use weir_url::{DirectiveError, Directives, EventId, Route};

@@ -35,6 +35,43 @@ pub struct Object {
     pub kind: ObjectKind,
     /// The body.
     pub body: Bytes,
+    /// How long a CDN (the edge) should keep it, sent as `CDN-Cache-Control: max-age`
+    /// (RFC 9213): a live segment, part or init segment is useful only while a playlist can
+    /// list it plus its availability time, though its name never changes (`Cache-Control`
+    /// stays long and immutable for players). `None`: as `Cache-Control` says.
+    pub cdn_max_age: Option<Duration>,
+}
+
+/// How long a CDN keeps live media objects of an event whose window holds
+/// `window_segments` and whose target duration is `target` (`None` until its first media
+/// playlist: a minute). A segment (and the init segment its session uses) is listed for at
+/// most the window (at least 4 target durations: the packager keeps 3 beside the newest),
+/// then stays available for its duration plus the playlist's (RFC 8216bis §6.2.2): twice the
+/// window plus a target duration from its cut. A part is listed for 3 target durations and
+/// available for 3 more after (the packager's rule): 7 target durations with a margin.
+pub fn live_lifetime(
+    kind: ObjectKind,
+    target: Option<Duration>,
+    window_segments: usize,
+) -> Option<Duration> {
+    let Some(target) = target else {
+        return Some(Duration::from_secs(60));
+    };
+    let td = Duration::from_secs(target.as_secs_f64().ceil().max(1.0) as u64);
+    match kind {
+        ObjectKind::LivePlaylist { .. } => None,
+        ObjectKind::InitSegment | ObjectKind::Segment => {
+            let listed = td * window_segments.max(4) as u32;
+            Some(listed * 2 + td)
+        }
+    }
+}
+
+/// [`live_lifetime`] of a part.
+fn part_lifetime(target: Option<Duration>) -> Duration {
+    target.map_or(Duration::from_secs(60), |t| {
+        Duration::from_secs(t.as_secs_f64().ceil().max(1.0) as u64) * 7
+    })
 }
 
 /// The newest version of a media playlist, as blocking requests see it; `None` until the
@@ -68,15 +105,71 @@ struct EventObjects {
 
 /// The live window in memory: segments and parts leave when the packager expires them
 /// (window plus availability time, RFC 8216bis §6.2.2), so memory is bounded by the window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     events: RwLock<HashMap<EventId, EventObjects>>,
+    /// The packager's window, segments: how long media objects stay useful to a CDN.
+    window_segments: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::with_window(6)
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store for the default window (6 segments).
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// An empty store for a packager window of `window_segments` segments (the lifetime it
+    /// gives CDNs for media objects, [`live_lifetime`]).
+    pub fn with_window(window_segments: usize) -> MemoryStore {
+        MemoryStore {
+            events: RwLock::default(),
+            window_segments,
+        }
+    }
+
+    /// Bytes and objects held by kind, for `/metrics`: in order playlist (master and media
+    /// playlists, full and delta), init, segment, part.
+    pub fn held(&self) -> [(&'static str, u64, u64); 4] {
+        let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = [
+            ("playlist", 0, 0),
+            ("init", 0, 0),
+            ("segment", 0, 0),
+            ("part", 0, 0),
+        ];
+        let mut add = |i: usize, bytes: usize| {
+            out[i].1 += bytes as u64;
+            out[i].2 += 1;
+        };
+        for e in events.values() {
+            if let Some(m) = &e.master {
+                add(0, m.body.len());
+            }
+            for tx in e.playlists.values() {
+                if let Some(p) = tx.borrow().as_ref() {
+                    add(0, p.full.len() + p.delta.as_ref().map_or(0, Bytes::len));
+                }
+            }
+            e.inits.values().for_each(|b| add(1, b.len()));
+            e.segments.values().for_each(|b| add(2, b.len()));
+            e.parts.values().for_each(|b| add(3, b.len()));
+        }
+        out
+    }
+
+    /// Sets `weir_origin_store_bytes{kind}` and `weir_origin_store_objects{kind}` from
+    /// [`MemoryStore::held`] (called when `/metrics` is rendered).
+    pub fn publish_gauges(&self) {
+        for (kind, bytes, objects) in self.held() {
+            metrics::gauge!("weir_origin_store_bytes", "kind" => kind).set(bytes as f64);
+            metrics::gauge!("weir_origin_store_objects", "kind" => kind).set(objects as f64);
+        }
     }
 
     /// Bytes of segment, part and init bodies held, for metrics and tests.
@@ -102,10 +195,12 @@ impl Store for MemoryStore {
     fn get(&self, route: &Route) -> Option<Object> {
         let events = self.events.read().unwrap_or_else(|e| e.into_inner());
         let e = events.get(route.event())?;
+        let window = self.window_segments;
         let media = |body: Option<&Bytes>, kind| {
             body.map(|b| Object {
                 kind,
                 body: b.clone(),
+                cdn_max_age: live_lifetime(kind, e.target_duration, window),
             })
         };
         match route {
@@ -119,10 +214,15 @@ impl Store for MemoryStore {
                 e.segments.get(&(r.clone(), s.clone(), *m)),
                 ObjectKind::Segment,
             ),
-            Route::Part(_, r, s, m, p) => media(
-                e.parts.get(&(r.clone(), s.clone(), *m, *p)),
-                ObjectKind::Segment,
-            ),
+            Route::Part(_, r, s, m, p) => {
+                e.parts
+                    .get(&(r.clone(), s.clone(), *m, *p))
+                    .map(|b| Object {
+                        kind: ObjectKind::Segment,
+                        body: b.clone(),
+                        cdn_max_age: Some(part_lifetime(e.target_duration)),
+                    })
+            }
         }
     }
 
@@ -179,7 +279,11 @@ impl Store for MemoryStore {
                 let kind = ObjectKind::LivePlaylist {
                     max_age_secs: half_target(e.target_duration),
                 };
-                e.master = Some(Object { kind, body: data });
+                e.master = Some(Object {
+                    kind,
+                    body: data,
+                    cdn_max_age: None,
+                });
             }
             Artifact::Expired {
                 rendition,
@@ -201,5 +305,67 @@ impl Store for MemoryStore {
             },
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_media_objects_live_for_their_listing_and_availability() {
+        let secs = Duration::from_secs;
+        // (kind, target duration, window) -> lifetime
+        let cases = [
+            (ObjectKind::Segment, Some(secs(2)), 6, Some(secs(26))),
+            (ObjectKind::InitSegment, Some(secs(2)), 6, Some(secs(26))),
+            // Never under four target durations listed.
+            (ObjectKind::Segment, Some(secs(4)), 2, Some(secs(36))),
+            // Target durations count in whole seconds, rounded up.
+            (
+                ObjectKind::Segment,
+                Some(Duration::from_millis(1500)),
+                6,
+                Some(secs(26)),
+            ),
+            (ObjectKind::Segment, None, 6, Some(secs(60))),
+            (
+                ObjectKind::LivePlaylist { max_age_secs: 1 },
+                Some(secs(2)),
+                6,
+                None,
+            ),
+        ];
+        for (kind, target, window, want) in cases {
+            assert_eq!(
+                live_lifetime(kind, target, window),
+                want,
+                "{kind:?} {target:?} {window}"
+            );
+        }
+        assert_eq!(part_lifetime(Some(secs(2))), secs(14));
+        assert_eq!(part_lifetime(None), secs(60));
+    }
+
+    #[test]
+    fn stored_media_objects_carry_their_cdn_lifetime() {
+        let store = MemoryStore::with_window(6);
+        let event = EventId::parse("e").unwrap();
+        let rendition = RenditionId::SOURCE;
+        let session = SessionId::parse("s1").unwrap();
+        store.apply(
+            &event,
+            Artifact::Segment {
+                rendition: rendition.clone(),
+                session: session.clone(),
+                msn: MediaSequence(0),
+                data: Bytes::from_static(b"seg"),
+            },
+        );
+        let route = Route::Segment(event.clone(), rendition, session, MediaSequence(0));
+        let got = store.get(&route).expect("stored");
+        // No playlist yet: the one-minute fallback.
+        assert_eq!(got.cdn_max_age, Some(Duration::from_secs(60)));
+        assert_eq!(got.kind, ObjectKind::Segment);
     }
 }

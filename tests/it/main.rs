@@ -15,6 +15,7 @@ mod failover;
 mod fake_upstream;
 mod hooks;
 mod ladder;
+mod lifetime;
 mod listeners;
 mod live;
 mod lowlatency;

@@ -1,0 +1,57 @@
+//! Live objects leave the edge when they are no longer useful (issue 13): the origin gives
+//! segments, parts and init segments a CDN lifetime (`CDN-Cache-Control`, RFC 9213) from the
+//! window and the target duration, while players keep the long immutable `Cache-Control`;
+//! the edge drops them when it runs out, counted by `weir_edge_cache_objects{kind}`, and
+//! fetches them again if asked.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn live_segments_leave_the_edge_when_no_playlist_can_list_them() {
+    let weir = Weir::serve("[packager]\nwindow_segments = 3\n");
+    let first = publish_once_first_segment(&weir);
+    let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
+    let target = playlist.target_duration;
+    // Every segment listed, through the edge: cached there.
+    for s in &playlist.segments {
+        let r = get(&weir.edge_url(&format!("/live/it/source/{}", s.uri)));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=604800, immutable"),
+            "players keep segments as long as they like"
+        );
+        // A 3-segment window counts as 4 target durations listed: 2 x 4 + 1.
+        let lifetime = 9 * target;
+        assert_eq!(
+            r.header("cdn-cache-control"),
+            Some(format!("max-age={lifetime}").as_str()),
+            "the edge keeps them while they can be listed plus their availability"
+        );
+    }
+    let segments = || metric(&weir, "weir_edge_cache_objects", "kind=\"segment\"");
+    let again = get(&first);
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    wait_for(
+        "segments counted in the edge cache",
+        Duration::from_secs(10),
+        || (segments() >= playlist.segments.len() as f64).then_some(()),
+    );
+    assert!(metric(&weir, "weir_edge_cache_bytes", "kind=\"segment\"") > 100_000.0);
+    // The publisher is gone: nothing refreshes them, and they leave the edge at their
+    // lifetime (the cache is 128 MiB, far from full).
+    wait_for(
+        "the edge to drop expired segments",
+        Duration::from_secs(9 * target + 30),
+        || (segments() == 0.0).then_some(()),
+    );
+    // The origin still holds its window (nothing new pushed it out): asked again, the edge
+    // fetches the segment anew.
+    let refetched = get(&first);
+    assert_eq!(refetched.status, 200);
+    assert_eq!(refetched.header("x-cache"), Some("MISS"));
+    assert!(metric(&weir, "weir_origin_store_objects", "kind=\"segment\"") >= 3.0);
+    assert!(metric(&weir, "weir_runtime_alive_tasks", "") > 0.0);
+}
