@@ -282,6 +282,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let opened = weir_control::Control::open(&c, base, store.clone()).await?;
     let control = opened.control;
     let directory = control.registry.clone();
+    tokio::spawn(directory.clone().expire_loop());
     let rtmp = bind(c.rtmp.listen, "rtmp").await?;
     let srt = if c.srt.enabled {
         let config = weir_ingest::SrtConfig {

@@ -105,6 +105,17 @@ impl<S: Store> EventOutput<S> {
         drain(&*self.store, &self.hooks, &self.id, s);
     }
 
+    /// Lets go of what left the playlists and whose availability time has passed, without
+    /// waiting for a new segment ([`Packager::expire`]).
+    pub(crate) fn expire(&self) {
+        let mut state = lock(&self.state);
+        let s = &mut *state;
+        s.packager.expire(SystemTime::now(), &mut s.out);
+        if !s.out.is_empty() {
+            drain(&*self.store, &self.hooks, &self.id, s);
+        }
+    }
+
     /// Opens an ended event again.
     pub(crate) fn reopen(&self) {
         let mut state = lock(&self.state);

@@ -92,7 +92,26 @@ fn lock_inputs<S: Store>(inputs: &Mutex<Inputs<S>>) -> MutexGuard<'_, Inputs<S>>
     inputs.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often what left every event's playlists is checked for expiry.
+pub(crate) const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<S: Store> Registry<S> {
+    /// Every [`EXPIRE_EVERY`], lets each event go of the segments, parts and init segments
+    /// whose availability time has passed (the packager otherwise does it only as new
+    /// segments arrive, so an event whose publisher left kept its last ones). Runs until
+    /// dropped.
+    pub async fn expire_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(EXPIRE_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let events: Vec<Arc<LiveEvent<S>>> = self.read().values().cloned().collect();
+            for e in events {
+                e.output.expire();
+            }
+        }
+    }
+
     /// An empty registry whose events package with `packager` into `store`, telling `hooks`.
     pub(crate) fn new(
         packager: PackagerSettings,
@@ -518,6 +537,8 @@ impl<S: Store> EventDirectory for Registry<S> {
         };
         inputs.connected[role_index(role)] = Some(connected);
         drop(inputs);
+        // Every publisher session connected now, whatever the event (ended in `Drop`).
+        metrics::gauge!("weir_ingest_publisher_sessions").increment(1.0);
         Ok(publisher)
     }
 }
@@ -607,6 +628,7 @@ impl<S: Store> Drop for Publisher<S> {
             .output
             .hooks
             .on_unpublish(event.as_str(), self.role.as_str());
+        metrics::gauge!("weir_ingest_publisher_sessions").decrement(1.0);
         tracing::info!(%event, input = %self.role, "publisher session ended");
     }
 }

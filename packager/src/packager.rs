@@ -408,6 +408,14 @@ impl Packager {
         self.trim_plan(now, out);
     }
 
+    /// Emits what left every playlist and whose availability time (RFC 8216bis §6.2.2) has
+    /// passed by `now` (`Artifact::Expired`). Segments do this as they arrive; call it on a
+    /// timer too (once a second), so that an event whose publisher left lets go of its old
+    /// segments, parts and init segments on time.
+    pub fn expire(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        self.publication.expire(now, out);
+    }
+
     /// The publisher left: everything held is placed, every track's last segment is closed
     /// (a short final segment), renditions that ended early list gaps up to the lead's last
     /// segment, and nothing is hinted any more.

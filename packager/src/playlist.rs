@@ -280,6 +280,15 @@ impl MediaPlaylist {
         }
     }
 
+    /// What has passed its deadline by `now` (segments, parts, and init segments no segment
+    /// still uses), with no new segment.
+    pub(crate) fn expire_due(&mut self, now: SystemTime) -> Vec<(SessionId, Expired)> {
+        if self.removed.is_empty() {
+            return Vec::new();
+        }
+        self.expire(now)
+    }
+
     fn expire(&mut self, now: SystemTime) -> Vec<(SessionId, Expired)> {
         let mut out = Vec::new();
         let mut i = 0;

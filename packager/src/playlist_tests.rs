@@ -257,3 +257,33 @@ fn keys_are_declared_where_they_change_and_never_over_an_init_segment() {
         "segment 6 takes a new key: declared before its hinted part\n{text}"
     );
 }
+
+/// With no new segment (the publisher left), what left the window still goes at its deadline,
+/// with the init segment of a session no listed segment uses any more; nothing goes early.
+#[test]
+fn expiry_runs_on_time_without_new_segments() {
+    let td = Duration::from_secs(2);
+    let mut p = MediaPlaylist::new(RenditionId::SOURCE, 3);
+    for msn in 0..3 {
+        p.push(entry(msn, "a", 2.0, false), td, t0());
+    }
+    for msn in 3..6 {
+        p.push(entry(msn, "b", 2.0, msn == 3), td, t0());
+    }
+    // Session a's segments left the window at t0: available for 2 s + the playlist's 6 s.
+    assert!(p.expire_due(t0() + Duration::from_secs(7)).is_empty());
+    let gone = p.expire_due(t0() + Duration::from_secs(8));
+    assert_eq!(
+        gone,
+        vec![
+            (session("a"), Expired::Segment(MediaSequence(0))),
+            (session("a"), Expired::Segment(MediaSequence(2))),
+            (session("a"), Expired::Segment(MediaSequence(1))),
+            (session("a"), Expired::Init),
+        ]
+    );
+    assert!(p.expire_due(t0() + Duration::from_secs(60)).is_empty());
+    // Still listed: session b's segments and init stay.
+    let text = render(&p, 2);
+    assert!(text.contains("b/5.m4s"), "{text}");
+}

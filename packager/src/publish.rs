@@ -12,7 +12,7 @@ use crate::artifact::PlaylistUpdate;
 use crate::master::{render_master, AudioGroup, VariantInfo};
 use crate::playlist::Expired;
 use crate::playlist::{MediaPlaylist, PartEntry, RenderContext, SegmentEntry, SegmentHead};
-use crate::{Artifact, MediaSequence, RenditionId, SegmentEncryption};
+use crate::{Artifact, MediaSequence, RenditionId, SegmentEncryption, SessionId};
 
 /// Every playlist of one event.
 #[derive(Debug)]
@@ -152,6 +152,16 @@ impl Publication {
         if let Some(td) = td {
             self.render(rendition, td, out);
         }
+        self.emit_expired(rendition, expired, out);
+    }
+
+    /// Emits `expired` objects of `rendition` (and releases keys no longer needed).
+    fn emit_expired(
+        &mut self,
+        rendition: &RenditionId,
+        expired: Vec<(SessionId, Expired)>,
+        out: &mut Vec<Artifact>,
+    ) {
         for (session, what) in expired {
             if let Expired::Segment(msn) = what {
                 self.segment_expired(rendition, msn);
@@ -161,6 +171,18 @@ impl Publication {
                 session,
                 what,
             });
+        }
+    }
+
+    /// Emits every object whose availability ended by `now`, without a new segment: what an
+    /// event keeps after its publisher left goes at its deadline, not at the next segment.
+    pub(crate) fn expire(&mut self, now: SystemTime, out: &mut Vec<Artifact>) {
+        for i in 0..self.playlists.len() {
+            let expired = self.playlists[i].expire_due(now);
+            if !expired.is_empty() {
+                let rendition = self.playlists[i].rendition().clone();
+                self.emit_expired(&rendition, expired, out);
+            }
         }
     }
 

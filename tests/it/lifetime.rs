@@ -55,3 +55,68 @@ fn live_segments_leave_the_edge_when_no_playlist_can_list_them() {
     assert!(metric(&weir, "weir_origin_store_objects", "kind=\"segment\"") >= 3.0);
     assert!(metric(&weir, "weir_runtime_alive_tasks", "") > 0.0);
 }
+
+/// Twenty publisher sessions one after another: what each leaves behind goes. The publisher
+/// sessions return to none; the Tokio tasks after the twentieth session are no more than
+/// after the tenth (a task left per session would add ten); and once the availability time
+/// of what left the window has passed, the origin's store holds what it held after two
+/// sessions (a window reaching into the session before): the window's segments and parts
+/// and their init segments, not one init per session ever published.
+#[test]
+fn twenty_reconnects_leave_sessions_tasks_and_store_entries_bounded() {
+    let weir = Weir::serve("[packager]\nwindow_segments = 3\n");
+    let file = flv(BBB, 1, true);
+    let sessions = || metric(&weir, "weir_ingest_publisher_sessions", "");
+    let tasks = || metric(&weir, "weir_runtime_alive_tasks", "");
+    let store = || {
+        ["segment", "part", "init"]
+            .map(|k| metric(&weir, "weir_origin_store_objects", &format!("kind=\"{k}\"")))
+    };
+    let session = |n: usize| {
+        let (ok, err) = finish(
+            publish(&file, &weir.publish_url(STREAM_KEY), false),
+            Duration::from_secs(60),
+        );
+        assert!(ok, "session {n}: {err}");
+        wait_for(
+            &format!("session {n} to end"),
+            Duration::from_secs(20),
+            || (sessions() == 0.0).then_some(()),
+        );
+    };
+    // The in-process edge's first report (every 5 s) opens the keep-alive connection it
+    // reuses after: two tasks (client and server side) that stay, whatever is published.
+    wait_for("the edge's first report", Duration::from_secs(20), || {
+        (metric(&weir, "weir_control_edge_reports_total", "") >= 1.0).then_some(())
+    });
+    session(1);
+    session(2);
+    // Two sessions, settled: each rendition's (video and audio) window of at least 3 target
+    // durations, which reaches back into session 1 (a session ends with a short segment),
+    // and the init segments of the two sessions the window lists.
+    let two = wait_for("two sessions' expiries", Duration::from_secs(40), || {
+        let s = store();
+        (s[0] <= 8.0 && s[2] <= 4.0).then_some(s)
+    });
+    for n in 3..=10 {
+        session(n);
+    }
+    let after_ten = tasks();
+    for n in 11..=20 {
+        session(n);
+    }
+    let settled = wait_for(
+        "the store and the tasks to return to one session's",
+        Duration::from_secs(60),
+        || {
+            let s = store();
+            (s == two && tasks() <= after_ten).then_some(s)
+        },
+    );
+    assert!(
+        settled[2] <= 4.0,
+        "init segments of the sessions listed only"
+    );
+    let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
+    assert!((3..=4).contains(&playlist.segments.len()));
+}

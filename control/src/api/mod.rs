@@ -320,6 +320,7 @@ fn edge_report<S: Store>(control: &Control<S>, body: &[u8]) -> Response {
                 .edge_reports
                 .record(report, std::time::Instant::now())
             {
+                metrics::counter!("weir_control_edge_reports_total").increment(1);
                 StatusCode::NO_CONTENT.into_response()
             } else {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many edges").into_response()

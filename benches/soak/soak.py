@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Memory over hours: `weir serve` (release build) with one event, a publisher looping the
+BBB clip in real time and reconnecting every few minutes, and ffmpeg viewers reading the
+master playlist through the in-process edge. Once a minute it samples the weir process:
+resident memory, open file descriptors, live Tokio tasks, and the bytes held by the origin's
+store and the edge's cache (from /metrics). At the end it prints the samples and the growth
+of each over the second half of the run (least-squares slope, per hour).
+
+Target (issue 13): resident memory growth over the second half of a 1-hour run under
+5 MB/h for passthrough and for the default ladder; passthrough RSS under 100 MB.
+
+Usage: benches/soak/soak.py [--minutes 60] [--ladder passthrough|default] [--viewers 5]
+                            [--reconnect-every 5] [--csv FILE]
+(needs: scripts/setup.sh --bench, cargo build --release --bin weir)
+"""
+import argparse, os, re, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import ROOT, WEIR, Weir, fetch, segments  # noqa: E402
+
+CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
+
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metrics(origin):
+    try:
+        with urllib.request.urlopen(f"http://{origin}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+def slope_per_hour(points):
+    """Least-squares slope of [(minutes, value)], per hour."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    var = sum((p[0] - mx) ** 2 for p in points)
+    if var == 0:
+        return 0.0
+    return 60 * sum((p[0] - mx) * (p[1] - my) for p in points) / var
+
+
+def publisher(url):
+    return subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", CLIP,
+                             "-c", "copy", "-f", "flv", url], stdin=subprocess.DEVNULL)
+
+
+def viewer(url):
+    return subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-c", "copy", "-f", "null", "-"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--ladder", default="passthrough")
+    ap.add_argument("--viewers", type=int, default=5)
+    ap.add_argument("--reconnect-every", type=float, default=5, help="minutes")
+    ap.add_argument("--csv")
+    a = ap.parse_args()
+    if not os.path.exists(WEIR):
+        raise SystemExit("build first: cargo build --release --bin weir")
+    d = tempfile.mkdtemp(prefix="weir-soak-")
+    weir = Weir(d, ["e"], a.ladder)
+    pid = weir.proc.pid
+    pub = publisher(weir.publish_url("e"))
+    viewers = []
+    rows = []
+    start = time.monotonic()
+    last_reconnect = start
+    try:
+        for _ in range(600):
+            if len(segments(fetch(f"http://{weir.origin}/live/e/source/index.m3u8") or
+                            fetch(f"http://{weir.origin}/live/e/720p/index.m3u8"))) >= 2:
+                break
+            time.sleep(0.1)
+        master = f"http://{weir.edge}/live/e/master.m3u8"
+        viewers = [viewer(master) for _ in range(a.viewers)]
+        next_sample = start
+        print("| min | RSS MB | fds | tasks | store MB | edge cache MB | viewers up |")
+        print("|---|---|---|---|---|---|---|")
+        while time.monotonic() - start < a.minutes * 60:
+            now = time.monotonic()
+            if a.reconnect_every > 0 and now - last_reconnect >= a.reconnect_every * 60:
+                pub.terminate(); pub.wait(10)
+                pub = publisher(weir.publish_url("e"))
+                last_reconnect = now
+            # A viewer that ended (the stream paused at a reconnect) comes back.
+            viewers = [v if v.poll() is None else viewer(master) for v in viewers]
+            if now >= next_sample:
+                m = metrics(weir.origin)
+                row = (
+                    (now - start) / 60,
+                    rss_mb(pid),
+                    len(os.listdir(f"/proc/{pid}/fd")),
+                    m.get("weir_runtime_alive_tasks", 0),
+                    m.get("weir_origin_store_bytes", 0) / 1e6,
+                    m.get("weir_edge_cache_bytes", 0) / 1e6,
+                    sum(v.poll() is None for v in viewers),
+                )
+                rows.append(row)
+                print(f"| {row[0]:.0f} | {row[1]:.1f} | {row[2]} | {row[3]:.0f} | {row[4]:.1f} | {row[5]:.1f} | {row[6]} |",
+                      flush=True)
+                if a.csv:
+                    with open(a.csv, "a") as f:
+                        f.write(",".join(str(x) for x in row) + "\n")
+                next_sample += 60
+            time.sleep(1)
+    finally:
+        for v in viewers:
+            v.kill()
+        pub.kill()
+        weir.proc.kill()
+    half = [r for r in rows if r[0] >= a.minutes / 2]
+    print(f"\n## Growth over the second half ({a.ladder}, {a.viewers} viewers, "
+          f"publisher reconnect every {a.reconnect_every:g} min, {a.minutes:g} min run)\n")
+    print("| measure | per hour |")
+    print("|---|---|")
+    for name, i, unit in (("RSS", 1, "MB"), ("open fds", 2, ""), ("tasks", 3, ""),
+                          ("origin store", 4, "MB"), ("edge cache", 5, "MB")):
+        print(f"| {name} | {slope_per_hour([(r[0], r[i]) for r in half]):+.2f} {unit} |")
+    if rows:
+        print(f"\nRSS at the end: {rows[-1][1]:.1f} MB (max {max(r[1] for r in rows):.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
