@@ -23,6 +23,8 @@ pub(crate) struct EventState {
     renditions: Vec<String>,
     /// When the newest segment was published.
     last_segment_at: Option<SystemTime>,
+    /// The event was deleted: nothing more reaches the store.
+    removed: bool,
     /// When each rendition's newest frame reached the packager: a part or segment is
     /// published when the frame after its last one arrives, so its publish delay is measured
     /// from the arrival before.
@@ -37,6 +39,7 @@ impl EventState {
             out: Vec::new(),
             renditions: Vec::new(),
             last_segment_at: None,
+            removed: false,
             last_arrival: HashMap::new(),
         }
     }
@@ -51,8 +54,13 @@ pub(crate) fn lock(state: &Mutex<EventState>) -> MutexGuard<'_, EventState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Applies what the packager produced to the store and exports its counters.
+/// Applies what the packager produced to the store and exports its counters; once the
+/// event is removed, what a finishing pipeline still produces is dropped.
 fn drain<S: Store>(store: &S, hooks: &Hooks, event: &EventId, state: &mut EventState) {
+    if state.removed {
+        state.out.clear();
+        return;
+    }
     for artifact in state.out.drain(..) {
         if let Artifact::Segment {
             rendition,
@@ -114,6 +122,15 @@ impl<S: Store> EventOutput<S> {
         if !s.out.is_empty() {
             drain(&*self.store, &self.hooks, &self.id, s);
         }
+    }
+
+    /// The event was deleted: its objects leave the store, and what a finishing pipeline
+    /// still produces is dropped.
+    pub(crate) fn remove(&self) {
+        let mut state = lock(&self.state);
+        state.removed = true;
+        state.out.clear();
+        self.store.remove_event(&self.id);
     }
 
     /// Opens an ended event again.

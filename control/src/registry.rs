@@ -240,7 +240,8 @@ impl<S: Store> Registry<S> {
         Ok(())
     }
 
-    /// Removes an event: new publishes are refused and its publishers are revoked. Returns
+    /// Removes an event: new publishes are refused, its publishers are revoked, and its
+    /// objects and playlists leave the origin's store (what it served is gone: 404). Returns
     /// whether it existed.
     pub fn remove(&self, id: &str) -> bool {
         let removed = self
@@ -251,6 +252,7 @@ impl<S: Store> Registry<S> {
         match removed {
             Some(event) => {
                 event.end();
+                event.output.remove();
                 self.keys.forget(id);
                 true
             }

@@ -89,6 +89,9 @@ pub trait Store: Send + Sync + 'static {
     fn playlist(&self, event: &EventId, rendition: &RenditionId) -> Option<PlaylistWatch>;
     /// Applies a packager artifact for `event`: stores, replaces or drops an object.
     fn apply(&self, event: &EventId, artifact: Artifact);
+    /// Drops everything of `event` (it was deleted): objects, playlists, and the requests
+    /// held on its playlists, which are answered 404.
+    fn remove_event(&self, event: &EventId);
 }
 
 type PartKey = (RenditionId, SessionId, MediaSequence, PartIndex);
@@ -192,6 +195,14 @@ pub(crate) fn half_target(target: Option<Duration>) -> u64 {
 }
 
 impl Store for MemoryStore {
+    fn remove_event(&self, event: &EventId) {
+        // Dropping the playlists' senders wakes every request held on them.
+        self.events
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(event);
+    }
+
     fn get(&self, route: &Route) -> Option<Object> {
         let events = self.events.read().unwrap_or_else(|e| e.into_inner());
         let e = events.get(route.event())?;

@@ -285,12 +285,32 @@ fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
         &weir,
         "POST",
         "/admin/v1/events",
-        Some(r#"{"id":"doomed","stream_key":"doomed-key-0001"}"#),
+        Some(r#"{"id":"doomed","stream_key":"doomed-key-0001","ladder":"passthrough"}"#),
     );
     assert_eq!(status, 201);
+    let (ok, err) = finish(
+        publish(
+            &flv(BBB, 1, true),
+            &weir.publish_url("doomed-key-0001"),
+            false,
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let playlist = media_playlist(&weir.origin_url("/live/doomed/source/index.m3u8"));
+    let segment = weir.origin_url(&format!("/live/doomed/source/{}", playlist.segments[0].uri));
+    assert_eq!(get(&segment).status, 200);
     let (status, _) = api(&weir, "DELETE", "/admin/v1/events/doomed", None);
     assert_eq!(status, 204);
     assert!(refused(&weir, "doomed-key-0001"));
+    // What it served leaves the origin's store with it.
+    for url in [
+        segment,
+        weir.origin_url("/live/doomed/master.m3u8"),
+        weir.origin_url("/live/doomed/source/index.m3u8"),
+    ] {
+        assert_eq!(get(&url).status, 404, "{url}");
+    }
 
     // A token made through the API works, is listed without its secret, and outlives a restart.
     let (status, made) = api(&weir, "POST", "/admin/v1/tokens", Some(r#"{"name":"ci"}"#));
