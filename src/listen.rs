@@ -102,16 +102,28 @@ pub(crate) async fn serve_metrics(
         .context("metrics server")
 }
 
-/// Runs an edge until `stop`; `key_secret` is the secret for content keys when it is not the
-/// configured cluster secret (the in-process edge of `weir serve`).
+/// Runs `edge` on `listener` until `stop`.
 pub(crate) async fn run_edge(
     listener: TcpListener,
+    edge: weir_edge::Edge,
     c: &Config,
     base: &Path,
-    upstream: String,
-    key_secret: Option<weir_config::ClusterSecret>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let settings = http_settings("edge", &c.edge.http, base);
+    weir_http::serve(listener, edge, settings, stopped(stop))
+        .await
+        .context("edge server")
+}
+
+/// The edge for `upstream` (starting its background tasks); `key_secret` is the secret for
+/// content keys when it is not the configured cluster secret (the in-process edge of `weir
+/// serve`). Call after the metrics recorder is installed.
+pub(crate) fn make_edge(
+    c: &Config,
+    upstream: String,
+    key_secret: Option<weir_config::ClusterSecret>,
+) -> anyhow::Result<weir_edge::Edge> {
     // Only the edge inside `weir serve` is given the in-process key secret.
     let embedded = key_secret.is_some();
     let config = weir_edge::EdgeConfig {
@@ -132,11 +144,7 @@ pub(crate) async fn run_edge(
         max_waiters_per_object: c.edge.max_waiters_per_object,
         upstream_ca_file: c.edge.upstream_ca_file.clone(),
     };
-    let app = weir_edge::edge(config).map_err(|e| anyhow::anyhow!("edge: {e}"))?;
-    let settings = http_settings("edge", &c.edge.http, base);
-    weir_http::serve(listener, app, settings, stopped(stop))
-        .await
-        .context("edge server")
+    weir_edge::edge(config).map_err(|e| anyhow::anyhow!("edge: {e}"))
 }
 
 /// Raises the soft limit of open files to the hard limit: every connection is one, and the

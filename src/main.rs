@@ -116,6 +116,7 @@ fn resolve_paths(c: &mut Config, base: &std::path::Path) {
     for p in [
         c.access.geoip_database.as_mut(),
         c.edge.upstream_ca_file.as_mut(),
+        c.control.ca_file.as_mut(),
     ]
     .into_iter()
     .flatten()
@@ -250,8 +251,9 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 let upstream = upstream.trim_end_matches('/').to_string();
+                let edge = listen::make_edge(&c, upstream, None)?;
                 tokio::select! {
-                    r = listen::run_edge(listener, &c, &base, upstream, None, stop) => r,
+                    r = listen::run_edge(listener, edge, &c, &base, stop) => r,
                     r = metrics_task => r,
                 }
             }
@@ -302,7 +304,6 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     let (rtmp_addr, origin_addr, edge_addr) =
         (rtmp.local_addr()?, origin.local_addr()?, edge.local_addr()?);
     control.set_rtmp_endpoint(rtmp_addr.port(), &c.rtmp.app);
-    control.set_local_edge(&format!("{}://{edge_addr}", listen::scheme(&c.edge.http)));
     if embedded {
         tracing::warn!("no --config: running the embedded demo event; its stream key is public, do not expose this server");
     }
@@ -354,6 +355,12 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     });
     // The in-process edge has the secret for content keys, configured or made for this run.
     let key_secret = control.internal_secret();
+    let edge_service = listen::make_edge(&c, upstream, Some(key_secret))?;
+    let purger = edge_service.clone();
+    control.set_local_edge(
+        &format!("{}://{edge_addr}", listen::scheme(&c.edge.http)),
+        weir_control::LocalPurge(Arc::new(move |event: &str| purger.purge(event))),
+    );
     let srt_addr = srt.as_ref().map(|s| s.local_addr()).transpose()?;
     let srt_ready = srt_addr.map(|a| format!(" srt={a}")).unwrap_or_default();
     println!("weir ready rtmp={rtmp_addr} origin={origin_addr} edge={edge_addr}{srt_ready}");
@@ -407,15 +414,7 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     ));
     let (edge_c, edge_base, edge_stop) = (c.clone(), base.to_path_buf(), stop.clone());
     let mut edge_task = tokio::spawn(async move {
-        listen::run_edge(
-            edge,
-            &edge_c,
-            &edge_base,
-            upstream,
-            Some(key_secret),
-            edge_stop,
-        )
-        .await
+        listen::run_edge(edge, edge_service, &edge_c, &edge_base, edge_stop).await
     });
     let (mut origin_done, mut edge_done) = (false, false);
     let result = tokio::select! {

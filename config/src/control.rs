@@ -26,6 +26,10 @@ pub struct ControlSettings {
     /// The edges the admin API's purge reaches (`http://host:port` each, besides the edge of
     /// `weir serve` itself), told with the cluster secret. None by default.
     pub edges: Vec<String>,
+    /// PEM certificate authorities that `https://` edges and webhook URLs are checked
+    /// against, instead of the bundled Mozilla roots (webpki-roots); relative to the
+    /// configuration file. None by default.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Webhooks (`[control.hooks]`): HTTP POSTs of JSON to the operator's URLs when publishers
@@ -180,6 +184,7 @@ pub(crate) struct RawControl {
     admin_tokens: Vec<String>,
     hooks: RawHooks,
     edges: Vec<String>,
+    ca_file: Option<String>,
 }
 
 impl Default for RawControl {
@@ -190,6 +195,7 @@ impl Default for RawControl {
             admin_tokens: Vec::new(),
             hooks: RawHooks::default(),
             edges: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -227,6 +233,7 @@ impl RawControl {
                     }
                 })
                 .collect::<Result<_, _>>()?,
+            ca_file: self.ca_file.map(PathBuf::from),
         })
     }
 }

@@ -91,8 +91,9 @@ fn count(hook: &'static str, result: &'static str) {
 
 impl Hooks {
     /// The hooks of `settings`; starts the delivery thread when a notification hook is set.
-    pub(crate) fn start(settings: HookSettings) -> Hooks {
+    pub(crate) fn start(settings: HookSettings, tls: ureq::tls::TlsConfig) -> Hooks {
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .timeout_global(Some(settings.timeout))
             .http_status_as_error(false)
             .build()

@@ -40,6 +40,44 @@ pub use db::{Database, DbError, EventRecord, StoredToken};
 pub use registry::{Publisher, Registry, RegistryError};
 pub use status::{EventStatus, InputStatus, RenditionStatus};
 
+/// TLS for the control plane's own requests (purges to `https://` edges, webhooks): rustls
+/// with ring, trusting the bundled Mozilla roots, or only the authorities in `ca_file`.
+///
+/// # Errors
+/// `ca_file` cannot be read or holds no certificate.
+pub(crate) fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<ureq::tls::TlsConfig> {
+    use anyhow::Context;
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    let Some(file) = ca_file else {
+        return Ok(TlsConfig::builder().build());
+    };
+    let pem = std::fs::read(file).with_context(|| format!("control.ca_file {}", file.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "control.ca_file {}: no certificate in it",
+        file.display()
+    );
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::Specific(Arc::new(certs)))
+        .build())
+}
+
+/// Purges an event from the edge of this process, returning the cache entries dropped.
+#[derive(Clone)]
+pub struct LocalPurge(pub Arc<dyn Fn(&str) -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for LocalPurge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalPurge")
+    }
+}
+
 /// The control plane of one `weir serve`: the event database, the running events and who may
 /// change them.
 #[derive(Debug)]
@@ -60,9 +98,13 @@ pub struct Control<S: Store> {
     key_secret: weir_config::ClusterSecret,
     /// The content keys of encrypted events.
     keys: Arc<weir_drm::KeyStore>,
-    /// The edges a purge reaches: `[control] edges`, then the edge of this process once
-    /// bound ([`Control::set_local_edge`]).
-    edges: std::sync::RwLock<Vec<String>>,
+    /// The edges a purge reaches over HTTP: `[control] edges`.
+    edges: Vec<String>,
+    /// The edge of this process, once bound ([`Control::set_local_edge`]): its URL and how
+    /// to purge it without a request.
+    local_edge: std::sync::OnceLock<(String, LocalPurge)>,
+    /// TLS for the control plane's own requests ([`tls_config`]).
+    pub(crate) tls: ureq::tls::TlsConfig,
 }
 
 pub use weir_config::CLUSTER_SECRET_HEADER;
@@ -138,17 +180,23 @@ impl<S: Store> Control<S> {
         let _ = self.rtmp.set((port, app.to_string()));
     }
 
-    /// Adds the edge of this process (`http://host:port`) to those a purge reaches.
-    pub fn set_local_edge(&self, base: &str) {
-        self.edges
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(base.trim_end_matches('/').to_string());
+    /// Adds the edge of this process (`http://host:port`, as viewers reach it) to those a
+    /// purge reaches: told with `purge`, in-process (its certificate, if it has one, need
+    /// not name a loopback address). Only the first call counts.
+    pub fn set_local_edge(&self, base: &str, purge: LocalPurge) {
+        let _ = self
+            .local_edge
+            .set((base.trim_end_matches('/').to_string(), purge));
     }
 
-    /// The edges a purge reaches.
+    /// The edges a purge reaches over HTTP.
     pub(crate) fn edges(&self) -> Vec<String> {
-        self.edges.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.edges.clone()
+    }
+
+    /// The edge of this process and how to purge it.
+    pub(crate) fn local_edge(&self) -> Option<&(String, LocalPurge)> {
+        self.local_edge.get()
     }
 
     /// The secret the control plane presents to edges (purges).
@@ -173,7 +221,11 @@ impl<S: Store> Control<S> {
                 tracing::info!(event = %e.id, "event seeded from the configuration file");
             }
         }
-        let hooks = Arc::new(hooks::Hooks::start(config.control.hooks.clone()));
+        let tls = tls_config(config.control.ca_file.as_deref())?;
+        let hooks = Arc::new(hooks::Hooks::start(
+            config.control.hooks.clone(),
+            tls.clone(),
+        ));
         let keys = Arc::new(key_store(config, base)?);
         let registry = Arc::new(Registry::new(
             config.packager.clone(),
@@ -242,7 +294,9 @@ impl<S: Store> Control<S> {
                 }
             },
             keys,
-            edges: std::sync::RwLock::new(config.control.edges.clone()),
+            edges: config.control.edges.clone(),
+            local_edge: std::sync::OnceLock::new(),
+            tls,
         });
         Ok(Opened {
             control,

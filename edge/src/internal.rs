@@ -57,10 +57,7 @@ pub(crate) fn purge(
     if method != Method::POST {
         return Err(EdgeError::MethodNotAllowed);
     }
-    let purged = state.coalescer.purge(event.as_str());
-    state.access.policies.forget(event.as_str());
-    tracing::info!(event = %event, purged, "event purged from the edge cache");
-    metrics::counter!("weir_edge_purged_objects_total").increment(purged);
+    let purged = purge_event(state, event.as_str());
     let mut r = format!("{{\"purged\":{purged}}}\n").into_response();
     let h = r.headers_mut();
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -131,4 +128,14 @@ pub(crate) async fn content_key(
             Err(EdgeError::UpstreamUnreachable)
         }
     }
+}
+
+/// Drops `event`'s cached objects, last good copies and access policy; counted in
+/// `weir_edge_purged_objects_total`.
+pub(crate) fn purge_event(state: &EdgeState, event: &str) -> u64 {
+    let purged = state.coalescer.purge(event);
+    state.access.policies.forget(event);
+    tracing::info!(event, purged, "event purged from the edge cache");
+    metrics::counter!("weir_edge_purged_objects_total").increment(purged);
+    purged
 }

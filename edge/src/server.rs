@@ -151,6 +151,15 @@ pub(crate) struct EdgeState {
 #[derive(Clone)]
 pub struct Edge(Arc<EdgeState>);
 
+impl Edge {
+    /// Drops every cached object of `event` (and its last good copies and access policy),
+    /// as `POST /internal/v1/purge/{event}` does, for a control plane in the same process;
+    /// returns how many cache entries went.
+    pub fn purge(&self, event: &str) -> u64 {
+        crate::internal::purge_event(&self.0, event)
+    }
+}
+
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge")

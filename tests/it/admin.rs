@@ -686,3 +686,71 @@ fn a_purge_drops_the_events_objects_from_every_edge_it_knows() {
         .unwrap();
     assert_eq!(direct.status().as_u16(), 404);
 }
+
+/// A purge reaches edges over HTTPS (`[control] ca_file` names the authority their
+/// certificates chain to), and the TLS edge of `weir serve` itself in-process.
+#[test]
+fn a_purge_reaches_https_edges_and_the_tls_edge_of_weir_serve() {
+    const CLUSTER: &str = "purge-over-tls-cluster-secret-42";
+    let dir = scratch_dir();
+    let (cert, key) = certificate(&dir, "edge.example");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let remote_url = format!("https://127.0.0.1:{port}");
+    let tls = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let weir = Weir::serve(&format!(
+        "{}edges = [\"{remote_url}\"]\nca_file = \"{}\"\n[access]\ncluster_secret = \"{CLUSTER}\"\n[edge.http]\n{tls}",
+        control_toml(),
+        cert.display()
+    ));
+    let edge_toml = dir.join("edge.toml");
+    std::fs::write(
+        &edge_toml,
+        format!("[access]\ncluster_secret = \"{CLUSTER}\"\n[edge.http]\n{tls}"),
+    )
+    .unwrap();
+    let remote = spawn(&[
+        "edge".into(),
+        "--config".into(),
+        edge_toml.display().to_string(),
+        "--upstream".into(),
+        format!("http://{}", weir.origin.unwrap()),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let (ok, err) = finish(
+        publish(&flv(BBB, 1, true), &weir.publish_url(STREAM_KEY), false),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    // Both edges cache the master (over HTTPS, checked against the test CA).
+    let local_url = format!("https://{}", weir.edge);
+    for base in [&remote_url, &local_url] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&cert)
+            .arg(format!("{base}/live/it/master.m3u8"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{base}");
+    }
+    let (status, body) = api(&weir, "POST", "/admin/v1/events/it/purge", None);
+    assert_eq!(status, 200, "{body}");
+    let edges = body["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "{body}");
+    assert_eq!(edges[0]["edge"], remote_url.as_str());
+    assert!(
+        edges[0]["purged"].as_u64().unwrap() >= 1,
+        "{body}\n{}",
+        remote.log()
+    );
+    assert_eq!(edges[1]["edge"], local_url.as_str());
+    assert!(edges[1]["purged"].as_u64().unwrap() >= 1, "{body}");
+}

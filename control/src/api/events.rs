@@ -402,8 +402,10 @@ pub(crate) async fn purge<S: Store>(
     let edges = control.edges();
     let secret = control.edge_secret().expose().to_string();
     let event = id.clone();
+    let tls = control.tls.clone();
     let answers = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(5)))
             .build()
@@ -415,6 +417,14 @@ pub(crate) async fn purge<S: Store>(
     })
     .await
     .map_err(ApiError::internal)?;
+    let mut answers = answers;
+    if let Some((edge, purge)) = control.local_edge() {
+        answers.push(EdgePurge {
+            edge: edge.clone(),
+            purged: Some((purge.0)(&id)),
+            error: None,
+        });
+    }
     tracing::info!(event = %id, edges = answers.len(), "purge sent to the edges");
     Ok(Json(Purged { edges: answers }))
 }
