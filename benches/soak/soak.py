@@ -10,7 +10,7 @@ Target (issue 13): resident memory growth over the second half of a 1-hour run u
 5 MB/h for passthrough and for the default ladder; passthrough RSS under 100 MB.
 
 Usage: benches/soak/soak.py [--minutes 60] [--ladder passthrough|default] [--viewers 5]
-                            [--reconnect-every 5] [--csv FILE]
+                            [--reconnect-every 5] [--csv FILE] [--env KEY=VALUE ...]
 (needs: scripts/setup.sh --bench, cargo build --release --bin weir)
 """
 import argparse, os, re, subprocess, sys, tempfile, time, urllib.request
@@ -72,11 +72,17 @@ def main():
     ap.add_argument("--viewers", type=int, default=5)
     ap.add_argument("--reconnect-every", type=float, default=5, help="minutes")
     ap.add_argument("--csv")
+    ap.add_argument("--env", action="append", default=[],
+                    help="KEY=VALUE for the weir process only (e.g. MALLOC_ARENA_MAX=2, or "
+                         "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)")
     a = ap.parse_args()
     if not os.path.exists(WEIR):
         raise SystemExit("build first: cargo build --release --bin weir")
     d = tempfile.mkdtemp(prefix="weir-soak-")
+    saved = dict(os.environ)
+    os.environ.update(kv.split("=", 1) for kv in a.env)
     weir = Weir(d, ["e"], a.ladder)
+    os.environ.clear(); os.environ.update(saved)
     pid = weir.proc.pid
     pub = publisher(weir.publish_url("e"))
     viewers = []
