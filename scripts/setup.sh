@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weir needs on a fresh Debian machine (root): FFmpeg's and libsrt's development
 # libraries (weir links the system FFmpeg, and libsrt for its SRT listener),
-# pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), the
+# pkg-config and clang (ffmpeg-next links the system FFmpeg; bindgen needs libclang), make
+# (jemalloc, weir's allocator, builds from source), the
 # ffmpeg CLI (publishing and playback in tests and the demo), nginx with the RTMP module, h2load and
 # wrk (benchmarks only), Debian's chromium with hls.js and playwright-core from npm (the
 # player test), curl (concurrent viewers in tests), Python's m3u8 package (LL-HLS checker),
@@ -13,6 +14,7 @@ need=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v clang >/dev/null || need+=(clang)
+command -v make >/dev/null || need+=(make)
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
 for lib in libavcodec libavformat libavutil libswscale libswresample libavfilter libavdevice; do
   pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")

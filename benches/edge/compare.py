@@ -12,7 +12,8 @@ time), and in front of it, each alone on the load in turn:
 2. h2load (nghttp2-client) over HTTPS + HTTP/2: 64 clients, 10 streams each, on the master
    playlist and the segment (when h2load is installed).
 3. 10,000 idle viewer connections held open on the weir edge: its resident memory before
-   and with them.
+   and with them; then on the in-process edge of the weir serve that packages the event:
+   the packaging delay of its LL-HLS parts (p50/p99 over a minute) before and with them.
 
 Targets (issue 11): cached segment >= 1.2x nginx req/s with p99 <= nginx's; cached playlist
 >= 1.5x nginx; the same over TLS and HTTP/2; 10,000 idle connections add < 200 MB.
@@ -100,15 +101,29 @@ def rss_mb(pid):
     return 0.0
 
 
-def idle_connections(addr, pid):
+def part_delay_ms(origin):
+    """The p50 and p99 of weir_packager_publish_delay_seconds{kind="part"} over the exporter's
+    rolling window (about a minute), ms."""
+    text = fetch(f"http://{origin}/metrics") or ""
+    q = {}
+    for line in text.splitlines():
+        m = re.match(r'weir_packager_publish_delay_seconds\{kind="part",quantile="([0-9.]+)"\} ([0-9.eE+-]+)', line)
+        if m:
+            q[m.group(1)] = float(m.group(2)) * 1000
+    return q.get("0.5", float("nan")), q.get("0.99", float("nan"))
+
+
+def idle_connections(addr, pid, hold=2.0, during_hold=None):
     host, port = addr.rsplit(":", 1)
     before = rss_mb(pid)
     socks = []
     for _ in range(IDLE):
         s = socket.create_connection((host, int(port)))
         socks.append(s)
-    time.sleep(2)  # let the edge accept and set up every connection before reading its RSS
+    time.sleep(hold)  # let the edge accept and set up every connection before reading its RSS
     during = rss_mb(pid)
+    if during_hold:
+        during_hold()
     for s in socks:
         s.close()
     return before, during
@@ -121,7 +136,11 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     d = tempfile.mkdtemp(prefix="weir-bench-edge-")
     tls = cert(d)
-    origin = Weir(f"{d}/origin", ["e"], "passthrough")
+    # Its own edge holds the idle connections of the last part: no header or idle timeout
+    # closes them during the measurement.
+    origin = Weir(f"{d}/origin", ["e"], "passthrough",
+                  "[edge.http]\nmax_connections = 30000\nheader_read_timeout_ms = 120000\n"
+                  "idle_timeout_ms = 120000\n")
     pub = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", CLIP, "-c", "copy",
                             "-f", "flv", origin.publish_url("e")])
     procs = []
@@ -173,7 +192,23 @@ def main():
         print(f"\n## {IDLE:,} idle connections on the weir edge\n")
         print(f"RSS {before:.0f} MB before, {during:.0f} MB with them: +{during - before:.0f} MB "
               f"({1024 * (during - before) / IDLE:.1f} KiB per connection)")
+        # The same on the in-process edge of the weir serve that packages the live event: the
+        # packaging delay of its parts over the exporter's rolling window (a minute), before
+        # and while the idle connections are open.
         nginx.stop(); varnish.stop()
+        for p in procs:
+            p.kill()
+        procs.clear()
+        time.sleep(65)
+        quiet = part_delay_ms(origin.origin)
+        loaded = {}
+        idle_connections(origin.edge, origin.proc.pid, hold=65,
+                         during_hold=lambda: loaded.setdefault("q", part_delay_ms(origin.origin)))
+        print(f"\n## Packaging delay of LL-HLS parts with {IDLE:,} idle connections on the edge of "
+              f"the same weir serve\n")
+        print("| | p50 ms | p99 ms |\n|---|---|---|")
+        print(f"| before | {quiet[0]:.1f} | {quiet[1]:.1f} |")
+        print(f"| with them | {loaded['q'][0]:.1f} | {loaded['q'][1]:.1f} |")
     finally:
         for p in procs:
             p.kill()

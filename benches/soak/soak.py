@@ -13,7 +13,7 @@ Usage: benches/soak/soak.py [--minutes 60] [--ladder passthrough|default] [--vie
                             [--reconnect-every 5] [--csv FILE] [--env KEY=VALUE ...]
 (needs: scripts/setup.sh --bench, cargo build --release --bin weir)
 """
-import argparse, os, re, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, re, signal, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchlib import ROOT, WEIR, Weir, fetch, segments  # noqa: E402
@@ -76,6 +76,8 @@ def main():
                     help="KEY=VALUE for the weir process only (e.g. MALLOC_ARENA_MAX=2, or "
                          "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2)")
     a = ap.parse_args()
+    # Stopped early (Ctrl-C, kill): clean up and print what was measured.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if not os.path.exists(WEIR):
         raise SystemExit("build first: cargo build --release --bin weir")
     d = tempfile.mkdtemp(prefix="weir-soak-")
@@ -127,14 +129,17 @@ def main():
                         f.write(",".join(str(x) for x in row) + "\n")
                 next_sample += 60
             time.sleep(1)
+    except KeyboardInterrupt:
+        print("(stopped early)")
     finally:
         for v in viewers:
             v.kill()
         pub.kill()
         weir.proc.kill()
-    half = [r for r in rows if r[0] >= a.minutes / 2]
+    span = rows[-1][0] if rows else 0
+    half = [r for r in rows if r[0] >= span / 2]
     print(f"\n## Growth over the second half ({a.ladder}, {a.viewers} viewers, "
-          f"publisher reconnect every {a.reconnect_every:g} min, {a.minutes:g} min run)\n")
+          f"publisher reconnect every {a.reconnect_every:g} min, {span:.0f} min run)\n")
     print("| measure | per hour |")
     print("|---|---|")
     for name, i, unit in (("RSS", 1, "MB"), ("open fds", 2, ""), ("tasks", 3, ""),
