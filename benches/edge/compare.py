@@ -149,7 +149,6 @@ def main():
             if len(segments(fetch(f"http://{origin.origin}/live/e/source/index.m3u8"))) >= 2:
                 break
             time.sleep(0.1)
-        seg = segments(fetch(f"http://{origin.origin}/live/e/source/index.m3u8"))[0][0]
         plain_edge, plain_addr = weir_edge(f"{d}/edge", origin.origin)
         tls_edge, tls_addr = weir_edge(f"{d}/edge-tls", origin.origin, tls)
         procs += [plain_edge, tls_edge]
@@ -160,23 +159,30 @@ def main():
             "nginx proxy_cache": (f"http://127.0.0.1:{nginx.port}", f"https://127.0.0.1:{nginx.tls_port}"),
             "varnish": (f"http://127.0.0.1:{varnish.port}", None),
         }
-        objects = {"segment": f"/live/e/source/{seg}", "master playlist": "/live/e/master.m3u8"}
-        # Warm every cache.
-        for plain, secure in systems.values():
-            for path in objects.values():
+        def newest_segment():
+            # A live segment is served only while a playlist can list it (and the edges keep
+            # it that long, CDN-Cache-Control): each measurement takes the newest one.
+            return "/live/e/source/" + segments(fetch(f"http://{origin.origin}/live/e/source/index.m3u8"))[-1][0]
+
+        def warm(path):
+            for plain, secure in systems.values():
                 subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", plain + path])
                 if secure:
                     subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", secure + path])
+            return path
+
+        objects = {"segment": newest_segment, "master playlist": lambda: "/live/e/master.m3u8"}
         print("## wrk -t2 -c64, cached objects (req/s, p99 ms)\n")
         print("| object | protocol | " + " | ".join(systems) + " |")
         print("|---|---|" + "---|" * len(systems))
-        for obj, path in objects.items():
+        for obj, choose in objects.items():
             for proto, idx in (("HTTP/1.1", 0), ("HTTPS (HTTP/1.1)", 1)):
                 cells = []
                 for name, urls in systems.items():
                     if urls[idx] is None:
                         cells.append("-")
                         continue
+                    path = warm(choose())
                     rps, p99, bad = wrk(urls[idx] + path)
                     cells.append(f"{rps:,.0f} / {p99:.1f}" + (f" ({bad} errors)" if bad else ""))
                 print(f"| {obj} | {proto} | " + " | ".join(cells) + " |")
@@ -184,8 +190,10 @@ def main():
             print("\n## h2load -c64 -m10, HTTPS + HTTP/2 (req/s, failed)\n")
             print("| object | weir edge | nginx |")
             print("|---|---|---|")
-            for obj, path in objects.items():
+            for obj, choose in objects.items():
+                path = warm(choose())
                 w = h2load(systems["weir edge"][1] + path)
+                path = warm(choose())
                 n = h2load(systems["nginx proxy_cache"][1] + path)
                 print(f"| {obj} | {w[0]:,.0f} ({w[1]}) | {n[0]:,.0f} ({n[1]}) |")
         before, during = idle_connections(plain_addr, plain_edge.pid)
