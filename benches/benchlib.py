@@ -51,6 +51,14 @@ def tree(pid):
     return out
 
 
+def rss_mb(pid):
+    """Resident memory of process `pid`, MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def wait_port(port):
     for _ in range(100):
         try:

@@ -24,7 +24,7 @@ Usage: benches/edge/compare.py [--quick]
 import os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import ROOT, WEIR, Varnish, Weir, fetch, free_port, segments, wait_port  # noqa: E402
+from benchlib import ROOT, WEIR, Varnish, Weir, fetch, rss_mb, free_port, segments, wait_port  # noqa: E402
 
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
 QUICK = "--quick" in sys.argv
@@ -92,13 +92,6 @@ def h2load(url):
     m = re.search(r"finished in .*?, ([0-9.]+) req/s", out)
     fails = re.search(r"(\d+) failed", out)
     return (float(m.group(1)) if m else 0.0), (int(fails.group(1)) if fails else -1)
-
-
-def rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def part_delay_ms(origin):

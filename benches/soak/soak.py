@@ -16,16 +16,9 @@ Usage: benches/soak/soak.py [--minutes 60] [--ladder passthrough|default] [--vie
 import argparse, os, re, signal, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import ROOT, WEIR, Weir, fetch, segments  # noqa: E402
+from benchlib import ROOT, WEIR, Weir, fetch, rss_mb, segments  # noqa: E402
 
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
-
-
-def rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def metrics(origin):

@@ -106,7 +106,12 @@ fn qvalue(s: &str) -> Option<u16> {
     if frac.len() > 3 || !frac.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let frac_val = format!("{frac:0<3}").parse::<u16>().ok()?;
+    // Thousandths: "5" is 500, "05" is 50, "005" is 5.
+    let frac_val = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     match int {
         "0" => Some(frac_val),
         "1" if frac_val == 0 => Some(1000),

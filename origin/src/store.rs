@@ -54,10 +54,9 @@ pub fn live_lifetime(
     target: Option<Duration>,
     window_segments: usize,
 ) -> Option<Duration> {
-    let Some(target) = target else {
-        return Some(Duration::from_secs(60));
+    let Some(td) = target.map(whole_seconds) else {
+        return Some(UNKNOWN_TARGET_LIFETIME);
     };
-    let td = Duration::from_secs(target.as_secs_f64().ceil().max(1.0) as u64);
     match kind {
         ObjectKind::LivePlaylist { .. } => None,
         ObjectKind::InitSegment | ObjectKind::Segment => {
@@ -69,9 +68,15 @@ pub fn live_lifetime(
 
 /// [`live_lifetime`] of a part.
 fn part_lifetime(target: Option<Duration>) -> Duration {
-    target.map_or(Duration::from_secs(60), |t| {
-        Duration::from_secs(t.as_secs_f64().ceil().max(1.0) as u64) * 7
-    })
+    target.map_or(UNKNOWN_TARGET_LIFETIME, |t| whole_seconds(t) * 7)
+}
+
+/// The CDN lifetime of media objects before the event's first media playlist.
+const UNKNOWN_TARGET_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A target duration in whole seconds, rounded up, at least one (as `EXT-X-TARGETDURATION`).
+fn whole_seconds(target: Duration) -> Duration {
+    Duration::from_secs(target.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// The newest version of a media playlist, as blocking requests see it; `None` until the
