@@ -17,13 +17,19 @@ pub enum Encryption {
         /// A new key every this many segments; `None`: one key for good.
         rotate_every: Option<NonZeroU32>,
     },
+    /// `METHOD=SAMPLE-AES` over CMAF: `cbcs` Common Encryption of each sample (ISO/IEC
+    /// 23001-7 §10.4), licences (W3C ClearKey) issued by the edge to authorized viewers.
+    Cbcs {
+        /// A new key every this many segments; `None`: one key for good.
+        rotate_every: Option<NonZeroU32>,
+    },
 }
 
 /// The default rotation: a new key every 10 segments.
 pub const DEFAULT_KEY_ROTATION_SEGMENTS: u32 = 10;
 
 impl Encryption {
-    /// Validates `encryption` (`"none"` or `"aes-128"`, default none) and
+    /// Validates `encryption` (`"none"`, `"aes-128"` or `"cbcs"`, default none) and
     /// `key_rotation_segments` (0 = never, default 10, at most 100 000) of event `event`.
     ///
     /// # Errors
@@ -44,8 +50,11 @@ impl Encryption {
             "aes-128" => Ok(Encryption::Aes128 {
                 rotate_every: NonZeroU32::new(rotation),
             }),
+            "cbcs" => Ok(Encryption::Cbcs {
+                rotate_every: NonZeroU32::new(rotation),
+            }),
             other => Err(ConfigError::Invalid(format!(
-                "events.encryption of {event:?}: {other:?} is not \"none\" or \"aes-128\""
+                "events.encryption of {event:?}: {other:?} is not \"none\", \"aes-128\" or \"cbcs\""
             ))),
         }
     }
@@ -96,6 +105,12 @@ mod tests {
         assert_eq!(
             Encryption::validate("e", Some("aes-128"), Some(0)).unwrap(),
             Encryption::Aes128 { rotate_every: None }
+        );
+        assert_eq!(
+            Encryption::validate("e", Some("cbcs"), Some(3)).unwrap(),
+            Encryption::Cbcs {
+                rotate_every: NonZeroU32::new(3)
+            }
         );
         for (enc, rot, field) in [
             (Some("cenc"), None, "events.encryption"),

@@ -116,7 +116,7 @@ pub struct EventOptions {
     /// Viewer access: tokens, geo, viewers per token (default: open to everyone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessOptions>,
-    /// `"none"` (default) or `"aes-128"`.
+    /// `"none"` (default), `"aes-128"` or `"cbcs"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<String>,
     /// A new content key every this many segments; 0 = never; default 10.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
 use weir_config::{Encryption, EventSettings, LadderSettings, PackagerSettings, StreamKey};
-use weir_drm::{Aes128Encryption, KeyProvider, RotationSchedule};
+use weir_drm::{EventEncryption, KeyProvider, RotationSchedule};
 use weir_ingest::{
     Admission, Departure, EventDirectory, FailoverPolicy, InputRole, InputSelector, PublishRequest,
     PublishSession, Rejection, Route, Switch, SwitchReason,
@@ -141,7 +141,12 @@ impl<S: Store> Registry<S> {
         let encryption: Option<Arc<dyn weir_packager::SegmentEncryption>> =
             match settings.encryption {
                 Encryption::None => None,
-                Encryption::Aes128 { rotate_every } => Some(Arc::new(Aes128Encryption::new(
+                Encryption::Aes128 { rotate_every } => Some(Arc::new(EventEncryption::new(
+                    &settings.id,
+                    RotationSchedule::new(first_msn.0, rotate_every),
+                    self.keys.clone(),
+                ))),
+                Encryption::Cbcs { rotate_every } => Some(Arc::new(EventEncryption::cbcs(
                     &settings.id,
                     RotationSchedule::new(first_msn.0, rotate_every),
                     self.keys.clone(),

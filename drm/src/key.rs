@@ -19,6 +19,24 @@ impl KeyId {
         KeyId(hex::encode(b))
     }
 
+    /// A new random 128-bit Common Encryption key ID (ISO/IEC 23001-7 §3 KID, the `tenc`
+    /// default KID): 32 hex digits.
+    ///
+    /// # Panics
+    /// If the operating system has no randomness to give.
+    pub fn random_kid() -> KeyId {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).expect("the OS CSPRNG");
+        KeyId(hex::encode(b))
+    }
+
+    /// The id's 16 bytes when it is a 128-bit KID (32 hex digits).
+    pub fn kid(&self) -> Option<[u8; 16]> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(&self.0, &mut b).ok()?;
+        Some(b)
+    }
+
     /// Parses an id from a URL component: 1-32 of `[0-9a-z]`.
     pub fn parse(s: &str) -> Option<KeyId> {
         let ok = !s.is_empty()
@@ -60,12 +78,25 @@ impl ContentKey {
     /// # Panics
     /// If the operating system has no randomness to give.
     pub fn generate(first_msn: u64) -> ContentKey {
+        ContentKey::with_id(KeyId::random(), first_msn)
+    }
+
+    /// A new key and IV from the CSPRNG with a 128-bit KID ([`KeyId::random_kid`]), for the
+    /// Common Encryption of segments from `first_msn` on.
+    ///
+    /// # Panics
+    /// If the operating system has no randomness to give.
+    pub fn generate_cenc(first_msn: u64) -> ContentKey {
+        ContentKey::with_id(KeyId::random_kid(), first_msn)
+    }
+
+    fn with_id(id: KeyId, first_msn: u64) -> ContentKey {
         let mut key = [0u8; 16];
         let mut iv = [0u8; 16];
         getrandom::fill(&mut key).expect("the OS CSPRNG");
         getrandom::fill(&mut iv).expect("the OS CSPRNG");
         ContentKey {
-            id: KeyId::random(),
+            id,
             key,
             iv,
             first_msn,
@@ -101,5 +132,10 @@ mod tests {
         for bad in ["", "A1", "a/b", &"a".repeat(33)] {
             assert_eq!(KeyId::parse(bad), None);
         }
+        assert_eq!(a.id.kid(), None, "an AES-128 key id is 64 bits");
+        let c = ContentKey::generate_cenc(7);
+        let kid = c.id.kid().expect("a 128-bit KID");
+        assert_eq!(hex::encode(kid), c.id.as_str());
+        assert_eq!(KeyId::parse(c.id.as_str()), Some(c.id.clone()));
     }
 }

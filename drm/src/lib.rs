@@ -1,7 +1,7 @@
-//! weir's DRM: content keys and AES-128 segment encryption.
+//! weir's DRM: content keys, AES-128 segment encryption and `cbcs` sample encryption.
 //!
 //! ```text
-//! packager --key(msn)--> Aes128Encryption --period of msn (RotationSchedule)--> a new key
+//! packager --key(msn)--> EventEncryption  --period of msn (RotationSchedule)--> a new key
 //!                              |                 (CSPRNG key and IV)  --put--> KeyProvider
 //!          <--SegmentKey-------+                                               (KeyStore: memory,
 //!          --encrypt(key, segment or part)--> AES-128-CBC + PKCS7               and a file per event
@@ -13,15 +13,19 @@
 //! ([`RotationSchedule`]) and the key wrapping are plain functions. No key ever appears in a
 //! `Debug` output or a log line.
 
+mod cbcs;
 mod cipher;
 mod key;
 mod schedule;
 mod segment;
 mod store;
+mod systems;
 
 // The public interface.
+pub use cbcs::{decrypt_sample, encrypt_sample};
 pub use cipher::{decrypt, encrypt, CipherError};
 pub use key::{ContentKey, KeyId};
 pub use schedule::RotationSchedule;
-pub use segment::Aes128Encryption;
+pub use segment::EventEncryption;
 pub use store::{KeyEncryptionKey, KeyProvider, KeyStore, KeyStoreError};
+pub use systems::{clearkey_tag, pssh_box, CLEARKEY_KEYFORMAT, CLEARKEY_SYSTEM_ID};

@@ -1,39 +1,64 @@
-//! [`Aes128Encryption`]: the packager's encryption hook for `encryption = "aes-128"`, one per
-//! event (and packager): a key per rotation period, made when a segment of the period is first
-//! asked for, kept in the key provider until every segment of its period has left the
-//! playlists.
+//! [`EventEncryption`]: the packager's encryption hook, one per event (and packager), for
+//! `encryption = "aes-128"` (whole segments) and `"cbcs"` (samples): a key per rotation
+//! period, made when a segment of the period is first asked for, kept in the key provider
+//! until every segment of its period has left the playlists.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use weir_packager::{MediaSequence, SegmentEncryption, SegmentKey};
+use weir_media::Subsample;
+use weir_packager::{EncryptionMethod, MediaSequence, Pattern, SegmentEncryption, SegmentKey};
 
 use crate::cipher::encrypt;
 use crate::key::{ContentKey, KeyId};
 use crate::schedule::RotationSchedule;
 use crate::store::KeyProvider;
+use crate::systems::{clearkey_tag, pssh_box, CLEARKEY_SYSTEM_ID};
 
-/// AES-128 whole-segment encryption for one event (RFC 8216 §4.3.2.4).
+/// One event's encryption: AES-128 whole segments (RFC 8216 §4.3.2.4) or `cbcs` samples
+/// (ISO/IEC 23001-7 §10.4, `METHOD=SAMPLE-AES`).
 #[derive(Debug)]
-pub struct Aes128Encryption {
+pub struct EventEncryption {
     event: String,
+    method: EncryptionMethod,
     schedule: RotationSchedule,
     provider: Arc<dyn KeyProvider>,
     /// The keys in use, by period.
     periods: Mutex<BTreeMap<u64, (KeyId, SegmentKey)>>,
 }
 
-impl Aes128Encryption {
-    /// Encryption for `event` on `schedule`, keeping its keys in `provider`. Keys are named
-    /// `/keys/{event}/{key_id}` in playlists (the edge's key route).
+impl EventEncryption {
+    /// AES-128 encryption for `event` on `schedule`, keeping its keys in `provider`. Keys are
+    /// named `/keys/{event}/{key_id}` in playlists (the edge's key route).
     pub fn new(
         event: &str,
         schedule: RotationSchedule,
         provider: Arc<dyn KeyProvider>,
-    ) -> Aes128Encryption {
-        Aes128Encryption {
+    ) -> EventEncryption {
+        EventEncryption::with_method(event, EncryptionMethod::Aes128, schedule, provider)
+    }
+
+    /// `cbcs` encryption for `event` on `schedule`, keeping its keys (by 128-bit KID) in
+    /// `provider`. Playlists name each key for W3C ClearKey (the edge's licence endpoint),
+    /// and init segments carry its `pssh`.
+    pub fn cbcs(
+        event: &str,
+        schedule: RotationSchedule,
+        provider: Arc<dyn KeyProvider>,
+    ) -> EventEncryption {
+        EventEncryption::with_method(event, EncryptionMethod::SampleAes, schedule, provider)
+    }
+
+    fn with_method(
+        event: &str,
+        method: EncryptionMethod,
+        schedule: RotationSchedule,
+        provider: Arc<dyn KeyProvider>,
+    ) -> EventEncryption {
+        EventEncryption {
             event: event.to_string(),
+            method,
             schedule,
             provider,
             periods: Mutex::new(BTreeMap::new()),
@@ -44,30 +69,71 @@ impl Aes128Encryption {
     pub fn keys_held(&self) -> usize {
         self.periods.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
-}
 
-impl SegmentEncryption for Aes128Encryption {
-    fn key(&self, msn: MediaSequence) -> SegmentKey {
-        let period = self.schedule.period(msn.0);
-        let mut periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, k)) = periods.get(&period) {
-            return k.clone();
-        }
-        let key = ContentKey::generate(msn.0);
+    /// A new key for segments from `msn` on, as the packager names it.
+    fn generate(&self, msn: MediaSequence) -> (KeyId, SegmentKey) {
+        let key = match self.method {
+            EncryptionMethod::Aes128 => ContentKey::generate(msn.0),
+            EncryptionMethod::SampleAes => ContentKey::generate_cenc(msn.0),
+        };
         if let Err(e) = self.provider.put(&self.event, &key) {
             // Kept in memory all the same: the live event plays on.
             tracing::error!(event = %self.event, key_id = %key.id, error = %e, "content key not persisted");
         }
         tracing::info!(event = %self.event, key_id = %key.id, first_msn = msn.0, "new content key");
         metrics::counter!("weir_drm_keys_created_total").increment(1);
-        let uri: Arc<str> = format!("/keys/{}/{}", self.event, key.id).into();
-        let segment_key = SegmentKey::new(uri, key.iv, key.key);
-        periods.insert(period, (key.id, segment_key.clone()));
+        let segment_key = match (self.method, key.id.kid()) {
+            (EncryptionMethod::SampleAes, Some(kid)) => SegmentKey::sample_aes(
+                kid,
+                key.iv,
+                key.key,
+                vec![clearkey_tag(&self.event, &kid)],
+                Bytes::from(pssh_box(&CLEARKEY_SYSTEM_ID, &[kid], &[])),
+            ),
+            _ => SegmentKey::new(
+                format!("/keys/{}/{}", self.event, key.id).into(),
+                key.iv,
+                key.key,
+            ),
+        };
+        (key.id, segment_key)
+    }
+}
+
+impl SegmentEncryption for EventEncryption {
+    fn method(&self) -> EncryptionMethod {
+        self.method
+    }
+
+    fn key(&self, msn: MediaSequence) -> SegmentKey {
+        let period = self.schedule.period(msn.0);
+        let mut periods = self.periods.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, k)) = periods.get(&period) {
+            return k.clone();
+        }
+        let (id, segment_key) = self.generate(msn);
+        periods.insert(period, (id, segment_key.clone()));
         segment_key
     }
 
     fn encrypt(&self, key: &SegmentKey, plain: &[u8]) -> Bytes {
         Bytes::from(encrypt(key.secret(), key.iv(), plain))
+    }
+
+    fn encrypt_sample(
+        &self,
+        key: &SegmentKey,
+        sample: &mut [u8],
+        subsamples: &[Subsample],
+        pattern: Pattern,
+    ) {
+        crate::cbcs::encrypt_sample(
+            key.secret(),
+            key.iv(),
+            sample,
+            subsamples,
+            (pattern.crypt, pattern.skip),
+        );
     }
 
     fn release_through(&self, msn: MediaSequence) {
@@ -99,7 +165,7 @@ mod tests {
     #[test]
     fn a_key_per_period_kept_until_its_segments_are_gone() {
         let store = Arc::new(KeyStore::in_memory());
-        let e = Aes128Encryption::new(
+        let e = EventEncryption::new(
             "ev",
             RotationSchedule::new(100, NonZeroU32::new(2)),
             store.clone(),

@@ -1,4 +1,4 @@
-/// Why a codec configuration record could not be used.
+/// Why a codec configuration record or a sample could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MediaError {
@@ -10,4 +10,11 @@ pub enum MediaError {
     /// sampling frequency or channel layout weir cannot package.
     #[error("invalid AAC AudioSpecificConfig: {0}")]
     InvalidAacConfig(&'static str),
+    /// A sample that cannot be protected as it is: a NAL unit length overruns the sample, or
+    /// a slice header does not parse (ISO/IEC 14496-15 §5.3.2, ITU-T H.264 §7.3.3).
+    #[error("invalid sample: {0}")]
+    InvalidSample(&'static str),
+    /// Something weir does not do yet for this codec.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }

@@ -20,6 +20,7 @@ mod codec;
 mod error;
 mod frame;
 mod hevc;
+mod protected;
 mod time;
 
 // The public interface.
@@ -28,4 +29,5 @@ pub use codec::{AacConfig, AvcConfig, CodecConfig, AAC_SAMPLES_PER_FRAME};
 pub use error::MediaError;
 pub use frame::{Frame, TrackInfo, TrackKind};
 pub use hevc::HevcConfig;
+pub use protected::{ProtectedRanges, Subsample};
 pub use time::{Timescale, Timestamp};

@@ -8,6 +8,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use weir_media::{CodecConfig, TrackInfo};
 
+mod cenc;
+
+pub(crate) use cenc::{FragmentProtection, InitProtection};
+
 /// The track ID of the single track in every weir init segment and fragment.
 pub(crate) const TRACK_ID: u32 = 1;
 
@@ -53,8 +57,9 @@ fn end(buf: &mut BytesMut, b: BoxStart) {
 const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 /// The init segment (`ftyp` + `moov`) of a single-track CMAF file for `track`, whose media
-/// timescale is `track.codec.timescale()`.
-pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
+/// timescale is `track.codec.timescale()`; with `protection`, an encrypted track (`encv` or
+/// `enca` with its `sinf`, and the `pssh` boxes at the end of the `moov`).
+pub(crate) fn init_segment(track: &TrackInfo, protection: Option<&InitProtection<'_>>) -> Bytes {
     let timescale = track.codec.timescale().get();
     let mut buf = BytesMut::with_capacity(1024);
     let b = begin(&mut buf, b"ftyp");
@@ -139,18 +144,27 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
     let stbl = begin(&mut buf, b"stbl");
     let stsd = begin_full(&mut buf, b"stsd", 0, 0);
     buf.put_u32(1);
+    let visual = |buf: &mut BytesMut, entry: &[u8; 4], config: &[u8; 4], record: &[u8]| {
+        let entry_type = if protection.is_some() { b"encv" } else { entry };
+        let at = visual_sample_entry(buf, entry_type, config, record, width, height);
+        if let Some(p) = protection {
+            cenc::sinf(buf, entry, p);
+        }
+        end(buf, at);
+    };
     match &track.codec {
-        CodecConfig::H264(avc) => {
-            visual_sample_entry(&mut buf, b"avc1", b"avcC", avc.record(), width, height)
-        }
-        CodecConfig::H265(hevc) => {
-            visual_sample_entry(&mut buf, b"hvc1", b"hvcC", hevc.record(), width, height)
-        }
-        CodecConfig::Av1(av1) => {
-            visual_sample_entry(&mut buf, b"av01", b"av1C", av1.record(), width, height)
-        }
+        CodecConfig::H264(avc) => visual(&mut buf, b"avc1", b"avcC", avc.record()),
+        CodecConfig::H265(hevc) => visual(&mut buf, b"hvc1", b"hvcC", hevc.record()),
+        CodecConfig::Av1(av1) => visual(&mut buf, b"av01", b"av1C", av1.record()),
         CodecConfig::Aac(aac) => {
-            let entry = begin(&mut buf, b"mp4a");
+            let entry = begin(
+                &mut buf,
+                if protection.is_some() {
+                    b"enca"
+                } else {
+                    b"mp4a"
+                },
+            );
             buf.put_bytes(0, 6);
             buf.put_u16(1);
             buf.put_bytes(0, 8);
@@ -159,6 +173,9 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
             buf.put_u32(0);
             buf.put_u32(aac.sample_rate.min(0xffff) << 16);
             write_esds(&mut buf, aac.config());
+            if let Some(p) = protection {
+                cenc::sinf(&mut buf, b"mp4a", p);
+            }
             end(&mut buf, entry);
         }
     }
@@ -190,6 +207,9 @@ pub(crate) fn init_segment(track: &TrackInfo) -> Bytes {
     });
     end(&mut buf, b);
     end(&mut buf, mvex);
+    if let Some(p) = protection {
+        buf.put_slice(p.pssh);
+    }
     end(&mut buf, moov);
     buf.freeze()
 }
@@ -221,8 +241,14 @@ fn write_esds(buf: &mut BytesMut, asc: &[u8]) {
 
 /// One CMAF chunk: `moof` + `mdat` holding `samples`, the first of which decodes at
 /// `base_decode_time` (track ticks, the `tfdt`). `sequence_number` is the `mfhd` sequence
-/// number; it must grow from fragment to fragment of a track.
-pub(crate) fn fragment(sequence_number: u32, base_decode_time: u64, samples: &[Sample]) -> Bytes {
+/// number; it must grow from fragment to fragment of a track. With `protection`, the samples
+/// are encrypted in the `mdat` and the `traf` carries their encryption boxes.
+pub(crate) fn fragment(
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    protection: Option<&FragmentProtection<'_>>,
+) -> Bytes {
     let payload: usize = samples.iter().map(|s| s.data.len()).sum();
     let mut buf = BytesMut::with_capacity(128 + samples.len() * 16 + payload);
     let moof = begin(&mut buf, b"moof");
@@ -258,21 +284,34 @@ pub(crate) fn fragment(sequence_number: u32, base_decode_time: u64, samples: &[S
         buf.put_i32(s.composition_offset);
     }
     end(&mut buf, trun);
-    end(&mut buf, traf);
     let moof_start = moof.0;
+    if let Some(p) = protection {
+        cenc::traf_boxes(&mut buf, moof_start, samples.len(), p);
+    }
+    end(&mut buf, traf);
     end(&mut buf, moof);
     let data_offset = (buf.len() - moof_start + 8) as u32;
     buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
     buf.put_u32((8 + payload) as u32);
     buf.put_slice(b"mdat");
+    let payload_at = buf.len();
     for s in samples {
         buf.put_slice(&s.data);
+    }
+    if let Some(p) = protection {
+        cenc::encrypt_payload(
+            &mut buf,
+            payload_at,
+            samples.iter().map(|s| s.data.len()),
+            p,
+        );
     }
     buf.freeze()
 }
 
 /// A `VisualSampleEntry` (ISO/IEC 14496-12 §12.1.3) of type `entry_type` (`avc1`, `hvc1`)
-/// holding the decoder configuration record in a `config_type` box (`avcC`, `hvcC`).
+/// holding the decoder configuration record in a `config_type` box (`avcC`, `hvcC`), left
+/// open for the caller to end (after a `sinf`, if any).
 fn visual_sample_entry(
     buf: &mut BytesMut,
     entry_type: &[u8; 4],
@@ -280,7 +319,7 @@ fn visual_sample_entry(
     record: &[u8],
     width: u32,
     height: u32,
-) {
+) -> BoxStart {
     let entry = begin(buf, entry_type);
     buf.put_bytes(0, 6);
     buf.put_u16(1); // data_reference_index
@@ -297,7 +336,7 @@ fn visual_sample_entry(
     let b = begin(buf, config_type);
     buf.put_slice(record);
     end(buf, b);
-    end(buf, entry);
+    entry
 }
 
 #[cfg(test)]
@@ -336,7 +375,7 @@ mod tests {
                 data: Bytes::from_static(b"ef"),
             },
         ];
-        let f = fragment(7, 90_000, &samples);
+        let f = fragment(7, 90_000, &samples, None);
         let boxes = walk(&f);
         assert_eq!(
             boxes.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),

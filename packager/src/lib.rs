@@ -40,6 +40,7 @@ mod fmp4;
 mod master;
 mod packager;
 mod playlist;
+mod protect;
 mod publish;
 mod session;
 mod target;
@@ -50,7 +51,7 @@ mod track;
 
 // The public interface.
 pub use artifact::{Artifact, PlaylistUpdate};
-pub use encryption::{SegmentEncryption, SegmentKey};
+pub use encryption::{EncryptionMethod, Pattern, SegmentEncryption, SegmentKey};
 pub use weir_url::{MediaSequence, PartIndex, RenditionId, SessionId};
 
 /// The rendition a passthrough event puts a source track of `kind` in:

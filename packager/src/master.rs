@@ -40,8 +40,15 @@ pub(crate) struct AudioGroup {
 /// given, with the audio as an `EXT-X-MEDIA TYPE=AUDIO` group (RFC 8216 §4.3.4.1) whose bit
 /// rate is included in each variant's `BANDWIDTH` (§4.3.4.2); or, with no video, the audio
 /// rendition as the only variant stream.
-pub(crate) fn render_master(videos: &[VariantInfo], audio: Option<&AudioGroup>) -> Bytes {
+pub(crate) fn render_master(
+    videos: &[VariantInfo],
+    audio: Option<&AudioGroup>,
+    session_keys: &[Box<str>],
+) -> Bytes {
     let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{VERSION}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for key in session_keys {
+        let _ = writeln!(out, "#EXT-X-SESSION-KEY:{key}");
+    }
     if videos.is_empty() {
         if let Some(a) = audio {
             let _ = write!(

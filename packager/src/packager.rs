@@ -9,11 +9,12 @@ use weir_media::{Frame, Timestamp, TrackInfo, TrackKind, AAC_SAMPLES_PER_FRAME};
 
 use crate::cut::{CutPlan, LeadCut};
 use crate::playlist::{SegmentEntry, SegmentHead};
+use crate::protect::TrackProtection;
 use crate::publish::Publication;
 use crate::session::{CutRules, Placed, Placement, Running, RunningTrack, Session, Unused};
 use crate::target::TargetDuration;
 use crate::timeline::{track_duration, EventTime};
-use crate::{fmp4, Artifact, MediaSequence, RenditionId, SessionId};
+use crate::{fmp4, Artifact, EncryptionMethod, MediaSequence, RenditionId, SessionId};
 
 /// Frames held while a session waits for its lead video rendition's first keyframe (about
 /// 1.4 s of AAC at 44.1 kHz, or a few frames of each other rendition of a ladder); the oldest
@@ -154,6 +155,18 @@ impl Packager {
         now: SystemTime,
         out: &mut Vec<Artifact>,
     ) {
+        let samples_encrypted = self
+            .config
+            .encryption
+            .as_ref()
+            .is_some_and(|e| e.method() == EncryptionMethod::SampleAes);
+        if samples_encrypted {
+            if let Err(error) = weir_media::ProtectedRanges::new(&info.codec) {
+                // Never in the clear: the rendition is left out of the event.
+                tracing::error!(%rendition, %error, "cannot encrypt this rendition's samples; not packaging it");
+                return;
+            }
+        }
         let Some(session) = self.session.as_mut() else {
             return;
         };
@@ -320,7 +333,6 @@ impl Packager {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        self.sessions_run += 1;
         let origin = self.timeline_end;
         let lead = session.lead().cloned();
         let mut tracks: Vec<RunningTrack> = session
@@ -328,6 +340,21 @@ impl Packager {
             .iter()
             .map(|(r, info)| RunningTrack::new(r.clone(), info.clone(), origin))
             .collect();
+        if let Some(e) = self.config.encryption.as_ref() {
+            if e.method() == EncryptionMethod::SampleAes {
+                for t in &mut tracks {
+                    match TrackProtection::new(e.clone(), &t.info, self.next_msn) {
+                        Ok(p) => t.protection = Some(p),
+                        Err(error) => {
+                            // Never in the clear: the session does not start.
+                            tracing::error!(rendition = %t.rendition, %error, "cannot encrypt this track; not packaging");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        self.sessions_run += 1;
         tracks.sort_by_key(|t| Some(&t.rendition) != lead.as_ref());
         self.audio_margin = tracks
             .iter()
@@ -345,7 +372,10 @@ impl Packager {
             out.push(Artifact::InitSegment {
                 rendition: t.rendition.clone(),
                 session: session.id.clone(),
-                data: fmp4::init_segment(&t.info),
+                data: fmp4::init_segment(
+                    &t.info,
+                    t.protection.as_ref().map(TrackProtection::init).as_ref(),
+                ),
             });
         }
         tracing::info!(session = %session.id, renditions = tracks.len(), msn = self.next_msn.0, "packaging started");

@@ -533,6 +533,15 @@ impl crate::SegmentEncryption for Marking {
         let period = key.uri().rsplit('/').next().unwrap();
         [plain, format!("|k{period}").as_bytes()].concat().into()
     }
+    fn encrypt_sample(
+        &self,
+        _: &crate::SegmentKey,
+        _: &mut [u8],
+        _: &[weir_media::Subsample],
+        _: crate::Pattern,
+    ) {
+        unreachable!("an AES-128 event encrypts no samples")
+    }
     fn release_through(&self, msn: MediaSequence) {
         self.released.lock().unwrap().push(msn.0);
     }
@@ -583,4 +592,103 @@ fn encrypted_segments_and_parts_name_their_key_and_keys_go_with_their_segments()
             "{rendition}: {released:?} vs {first}"
         );
     }
+}
+
+/// A fake `cbcs` cipher: keys named by period (msn / 2), KID = the period in every byte; it
+/// flips every protected byte.
+#[derive(Debug, Default)]
+struct Flipping;
+
+impl crate::SegmentEncryption for Flipping {
+    fn method(&self) -> crate::EncryptionMethod {
+        crate::EncryptionMethod::SampleAes
+    }
+    fn key(&self, msn: MediaSequence) -> crate::SegmentKey {
+        let p = msn.0 / 2;
+        crate::SegmentKey::sample_aes(
+            [p as u8; 16],
+            [7; 16],
+            [0; 16],
+            vec![format!(
+                "METHOD=SAMPLE-AES,URI=\"/l/ev\",KEYFORMAT=\"org.w3.clearkey\",KEYID=0x{p:032X}"
+            )],
+            bytes::Bytes::from_static(b"\0\0\0\x0cpsshDATA"),
+        )
+    }
+    fn encrypt(&self, _: &crate::SegmentKey, _: &[u8]) -> bytes::Bytes {
+        unreachable!("a SAMPLE-AES event encrypts no whole segment")
+    }
+    fn encrypt_sample(
+        &self,
+        _: &crate::SegmentKey,
+        sample: &mut [u8],
+        map: &[weir_media::Subsample],
+        _: crate::Pattern,
+    ) {
+        if map.is_empty() {
+            sample.iter_mut().for_each(|b| *b ^= 0xff);
+        }
+        let mut at = 0;
+        for m in map {
+            at += usize::from(m.clear);
+            let end = at + m.protected as usize;
+            sample[at..end].iter_mut().for_each(|b| *b ^= 0xff);
+            at = end;
+        }
+    }
+    fn release_through(&self, _: MediaSequence) {}
+}
+
+#[test]
+fn sample_aes_events_encrypt_samples_and_name_every_key_system() {
+    let mut h = Harness::new(PackagerConfig {
+        window_segments: NonZeroUsize::new(4).unwrap(),
+        encryption: Some(std::sync::Arc::new(Flipping)),
+        ..PackagerConfig::default()
+    });
+    Source::default().run(&mut h, "a", 20.0, 0);
+    let has = |data: &[u8], what: &[u8]| data.windows(what.len()).any(|w| w == what);
+    let inits: Vec<_> = h
+        .store
+        .iter()
+        .filter(|(k, _)| k.ends_with("init.mp4"))
+        .collect();
+    assert_eq!(inits.len(), 2);
+    for (name, data) in inits {
+        assert!(has(data, b"sinf") && has(data, b"psshDATA"), "{name}");
+    }
+    let mut grouped = 0;
+    for (name, data) in h.store.iter().filter(|(k, _)| k.ends_with(".m4s")) {
+        assert!(has(data, b"senc"), "{name}");
+        let mdat = data.windows(4).rposition(|w| w == b"mdat").unwrap() + 4;
+        if name.starts_with("source/") {
+            // The test's video samples (00000002 6588) do not parse as slices: only their
+            // length and NAL header stay clear, never the whole sample.
+            assert!(has(data, b"saio") && has(data, b"saiz"), "{name}");
+            assert_eq!(&data[mdat..mdat + 6], &[0, 0, 0, 2, 0x65, 0x77], "{name}");
+        } else {
+            assert!(!has(data, b"saio"), "audio has no subsamples: {name}");
+        }
+        // The session's first key is the init segments' default; later keys are named by a
+        // seig group in each fragment.
+        if has(data, b"sbgp") {
+            assert!(msn_of(name) / 2 != h.segments[0].1 / 2, "{name}");
+            grouped += 1;
+        }
+    }
+    assert!(grouped > 10, "keys rotate every two segments");
+    // Playlists name each segment's key (per key system, with its KID).
+    for versions in h.playlists.values() {
+        for p in versions {
+            for s in &p.segments {
+                let want = format!("/l/ev#0x{:032X}", msn_of(&s.uri) / 2);
+                assert_eq!(s.key.as_deref(), Some(want.as_str()), "{}", s.uri);
+            }
+        }
+    }
+    let master = h.masters.last().unwrap();
+    assert!(
+        master.contains("#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI=\"/l/ev\""),
+        "{master}"
+    );
 }

@@ -188,6 +188,15 @@ impl crate::SegmentEncryption for EveryTwo {
     fn encrypt(&self, _: &crate::SegmentKey, plain: &[u8]) -> bytes::Bytes {
         bytes::Bytes::copy_from_slice(plain)
     }
+    fn encrypt_sample(
+        &self,
+        _: &crate::SegmentKey,
+        _: &mut [u8],
+        _: &[weir_media::Subsample],
+        _: crate::Pattern,
+    ) {
+        unreachable!("an AES-128 event encrypts no samples")
+    }
     fn release_through(&self, _: MediaSequence) {}
 }
 

@@ -304,7 +304,14 @@ impl Publication {
             }
         }
         videos.sort_by_key(|v| v.bandwidth);
-        let data = render_master(&videos, audio.as_ref());
+        // SAMPLE-AES: the key of the newest segment, so a player can fetch its licence early
+        // (RFC 8216bis §4.4.6.5).
+        let session_key = match (&self.encryption, entries.first()) {
+            (Some(e), Some(first)) => self.last_msn(first.rendition).map(|msn| e.key(msn)),
+            _ => None,
+        };
+        let session_keys = session_key.as_ref().map_or(&[][..], |k| k.tags());
+        let data = render_master(&videos, audio.as_ref(), session_keys);
         if self.master.as_ref() != Some(&data) {
             self.master = Some(data.clone());
             out.push(Artifact::MasterPlaylist { data });

@@ -89,6 +89,8 @@ pub(crate) struct RunningTrack {
     base: i64,
     /// Built from the track's first usable frame on.
     pub(crate) segmenter: Option<TrackSegmenter>,
+    /// The `cbcs` protection its segmenter takes when it is built.
+    pub(crate) protection: Option<crate::protect::TrackProtection>,
     /// Where the publisher's timestamp says the pending sample decodes, track ticks.
     pending_expected: i64,
     /// Presentation time of the segment being built, track ticks.
@@ -147,6 +149,7 @@ impl RunningTrack {
             timescale,
             info,
             segmenter: None,
+            protection: None,
             pending_expected: 0,
             segment_pts: 0,
             cursor: 0,
@@ -356,6 +359,7 @@ impl Running {
             part_target,
             default_duration,
         );
+        segmenter.protect(track.protection.take());
         let closed = segmenter.push(sample, 0, None);
         track.segmenter = Some(segmenter);
         Placement::Placed(Placed {

@@ -182,6 +182,11 @@ pub(crate) fn parse(text: &str) -> Parsed {
             key = match attr(line, "METHOD") {
                 Some("NONE") => None,
                 Some("AES-128") => attr(line, "URI").map(String::from),
+                Some("SAMPLE-AES") => Some(format!(
+                    "{}#{}",
+                    attr(line, "URI").unwrap(),
+                    attr(line, "KEYID").unwrap()
+                )),
                 other => panic!("key method {other:?}"),
             };
         } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use weir_media::{Timescale, TrackInfo};
 
 use crate::fmp4::{self, Sample};
+use crate::protect::TrackProtection;
 use crate::{MediaSequence, PartIndex};
 
 /// A part the track has finished: one `moof`+`mdat` (a CMAF chunk).
@@ -74,6 +75,8 @@ pub(crate) struct TrackSegmenter {
     part_start: u64,
     /// Durations of the segment's samples so far, track ticks.
     durations: Vec<u32>,
+    /// `cbcs` encryption of every fragment, when the event encrypts samples.
+    protection: Option<TrackProtection>,
 }
 
 impl TrackSegmenter {
@@ -103,7 +106,13 @@ impl TrackSegmenter {
             part_samples: Vec::new(),
             part_start: start,
             durations: Vec::new(),
+            protection: None,
         }
+    }
+
+    /// Encrypts every fragment from now on with `protection`.
+    pub(crate) fn protect(&mut self, protection: Option<TrackProtection>) {
+        self.protection = protection;
     }
 
     /// Decode time where the pending sample starts, track ticks.
@@ -222,7 +231,20 @@ impl TrackSegmenter {
     }
 
     fn close_part(&mut self) -> ClosedPart {
-        let data = fmp4::fragment(self.fragment_sequence, self.part_start, &self.part_samples);
+        let data = match self.protection.as_mut() {
+            Some(p) => p.fragment(
+                self.segment_msn,
+                self.fragment_sequence,
+                self.part_start,
+                &self.part_samples,
+            ),
+            None => fmp4::fragment(
+                self.fragment_sequence,
+                self.part_start,
+                &self.part_samples,
+                None,
+            ),
+        };
         self.fragment_sequence = self.fragment_sequence.wrapping_add(1);
         let part = ClosedPart {
             msn: self.segment_msn,

@@ -116,7 +116,7 @@ pub struct EventView {
     pub window_segments: Option<usize>,
     /// Who may watch.
     pub access: Access,
-    /// `none` or `aes-128`.
+    /// `none`, `aes-128` or `cbcs`.
     pub encryption: EncryptionName,
     /// A new content key every this many segments (0: never).
     pub key_rotation_segments: u32,
@@ -151,6 +151,7 @@ impl EventView {
             access: o.access.clone().map(Access::from).unwrap_or_default(),
             encryption: match o.encryption.as_deref() {
                 Some("aes-128") => EncryptionName::Aes128,
+                Some("cbcs") => EncryptionName::Cbcs,
                 _ => EncryptionName::None,
             },
             key_rotation_segments: o
@@ -231,8 +232,9 @@ pub struct CreateEvent {
     /// Who may watch (default: everyone).
     #[serde(default)]
     pub access: Option<Access>,
-    /// `none` (default) or `aes-128`: segments and parts encrypted, keys issued by edges to
-    /// viewers the access settings admit.
+    /// `none` (default), `aes-128` (segments and parts encrypted whole, keys issued by edges)
+    /// or `cbcs` (samples encrypted, ClearKey licences issued by edges), to viewers the
+    /// access settings admit.
     #[serde(default)]
     pub encryption: Option<EncryptionName>,
     /// A new content key every this many segments, 0..=100000 (0: never; default 10).
@@ -298,7 +300,7 @@ pub struct UpdateEvent {
     /// everyone); applies at every edge within about 2 s.
     #[serde(default)]
     pub access: Option<Access>,
-    /// `none` or `aes-128`; only while no publisher is connected (409 otherwise).
+    /// `none`, `aes-128` or `cbcs`; only while no publisher is connected (409 otherwise).
     #[serde(default)]
     pub encryption: Option<EncryptionName>,
     /// A new content key every this many segments, 0..=100000 (0: never); only while no
@@ -317,6 +319,10 @@ pub enum EncryptionName {
     /// `EXT-X-KEY:METHOD=AES-128` (RFC 8216 §4.3.2.4).
     #[serde(rename = "aes-128")]
     Aes128,
+    /// `EXT-X-KEY:METHOD=SAMPLE-AES`: CMAF `cbcs` (ISO/IEC 23001-7 §10.4), licences from the
+    /// edge's `/licence/clearkey/{event}`.
+    #[serde(rename = "cbcs")]
+    Cbcs,
 }
 
 impl EncryptionName {
@@ -325,6 +331,7 @@ impl EncryptionName {
         match self {
             EncryptionName::None => "none",
             EncryptionName::Aes128 => "aes-128",
+            EncryptionName::Cbcs => "cbcs",
         }
     }
 }

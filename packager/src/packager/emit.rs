@@ -201,10 +201,12 @@ impl Packager {
     }
 
     /// `data` (a whole segment or part of segment `head`) as served: encrypted with its key
-    /// when the event encrypts.
+    /// when the event encrypts whole segments (`SAMPLE-AES` encrypted its samples already).
     fn encrypted(&self, head: &SegmentHead, data: bytes::Bytes) -> bytes::Bytes {
         match (&self.config.encryption, &head.key) {
-            (Some(e), Some(key)) => e.encrypt(key, &data),
+            (Some(e), Some(key)) if e.method() == crate::EncryptionMethod::Aes128 => {
+                e.encrypt(key, &data)
+            }
             _ => data,
         }
     }

@@ -212,6 +212,14 @@ fn write_key(out: &mut String, next: Option<&SegmentKey>, current: &mut Option<S
     if current.as_ref().is_some_and(|c| c.same_as(next)) {
         return;
     }
+    if !next.tags().is_empty() {
+        // SAMPLE-AES: one tag per key system (RFC 8216bis §4.4.4.4).
+        for tag in next.tags() {
+            let _ = writeln!(out, "#EXT-X-KEY:{tag}");
+        }
+        *current = Some(next.clone());
+        return;
+    }
     let _ = write!(
         out,
         "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x",

@@ -1,0 +1,119 @@
+//! One track's `cbcs` protection (`METHOD=SAMPLE-AES`): the subsample map of each sample,
+//! its encryption with the key of the sample's segment, and the boxes that declare both.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use weir_media::{MediaError, ProtectedRanges, Subsample, TrackInfo, TrackKind};
+
+use crate::fmp4::{self, FragmentProtection, InitProtection, Sample};
+use crate::{MediaSequence, Pattern, SegmentEncryption, SegmentKey};
+
+/// The protection of one track of a session.
+pub(crate) struct TrackProtection {
+    encryption: Arc<dyn SegmentEncryption>,
+    ranges: ProtectedRanges,
+    pattern: Pattern,
+    /// The key the init segment names (`tenc`): that of the session's first segment.
+    default: SegmentKey,
+    maps: Vec<Subsample>,
+    counts: Vec<u16>,
+    scratch: Vec<Subsample>,
+}
+
+impl std::fmt::Debug for TrackProtection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackProtection")
+            .field("ranges", &self.ranges)
+            .field("pattern", &self.pattern)
+            .field("default", &self.default)
+            .finish()
+    }
+}
+
+impl TrackProtection {
+    /// Protection of a track like `info` whose first segment is `first`.
+    ///
+    /// # Errors
+    /// [`MediaError::Unsupported`] for a codec whose samples cannot be mapped yet (HEVC,
+    /// AV1), or the record's error when its parameter sets do not parse.
+    pub(crate) fn new(
+        encryption: Arc<dyn SegmentEncryption>,
+        info: &TrackInfo,
+        first: MediaSequence,
+    ) -> Result<TrackProtection, MediaError> {
+        let ranges = ProtectedRanges::new(&info.codec)?;
+        let pattern = match info.kind {
+            TrackKind::Video => Pattern::VIDEO,
+            TrackKind::Audio => Pattern::AUDIO,
+        };
+        let default = encryption.key(first);
+        Ok(TrackProtection {
+            encryption,
+            ranges,
+            pattern,
+            default,
+            maps: Vec::new(),
+            counts: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// What the init segment declares.
+    pub(crate) fn init(&self) -> InitProtection<'_> {
+        InitProtection {
+            kid: *self.default.kid(),
+            iv: *self.default.iv(),
+            pattern: self.pattern,
+            pssh: self.default.pssh(),
+        }
+    }
+
+    /// The fragment of `samples` (of segment `msn`), encrypted with that segment's key.
+    pub(crate) fn fragment(
+        &mut self,
+        msn: MediaSequence,
+        sequence_number: u32,
+        base_decode_time: u64,
+        samples: &[Sample],
+    ) -> Bytes {
+        let key = self.encryption.key(msn);
+        self.maps.clear();
+        self.counts.clear();
+        if !self.ranges.whole_samples() {
+            for s in samples {
+                if let Err(e) = self.ranges.map(&s.data, &mut self.scratch) {
+                    // Never clear: everything after the first NAL unit's length and header is
+                    // protected (the sample may not decode; it does not leak).
+                    tracing::warn!(error = %e, bytes = s.data.len(), "sample protected without a slice map");
+                    self.scratch.clear();
+                    let clear = s.data.len().min(5);
+                    self.scratch.push(Subsample {
+                        clear: clear as u16,
+                        protected: (s.data.len() - clear) as u32,
+                    });
+                }
+                self.counts.push(self.scratch.len() as u16);
+                self.maps.extend_from_slice(&self.scratch);
+            }
+        }
+        let encryption = &self.encryption;
+        let pattern = self.pattern;
+        let encrypt = |sample: &mut [u8], map: &[Subsample]| {
+            encryption.encrypt_sample(&key, sample, map, pattern)
+        };
+        let protection = FragmentProtection {
+            maps: &self.maps,
+            counts: &self.counts,
+            group: (!key.same_as(&self.default)).then(|| (*key.kid(), *key.iv())),
+            pattern,
+            encrypt: &encrypt,
+        };
+        fmp4::fragment(
+            sequence_number,
+            base_decode_time,
+            samples,
+            Some(&protection),
+        )
+    }
+}
