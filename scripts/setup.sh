@@ -53,9 +53,11 @@ if ! ls "$root_dir"/.tools/imageio-ffmpeg/imageio_ffmpeg/binaries/ffmpeg-linux-*
     --target "$root_dir/.tools/imageio-ffmpeg" "imageio-ffmpeg>=0.6"
 fi
 chmod +x "$root_dir"/.tools/imageio-ffmpeg/imageio_ffmpeg/binaries/ffmpeg-linux-*
-# The player test's hls.js and playwright-core (no browser download: Debian's chromium is used).
+# The player test's hls.js and playwright-core (no browser download: Debian's chromium is used),
+# and shaka-packager's Linux binary (the cbcs test decrypts weir's segments with it).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ ! -d "$root/tests/player/node_modules/hls.js" ] || [ ! -d "$root/tests/player/node_modules/playwright-core" ]; then
+if [ ! -d "$root/tests/player/node_modules/hls.js" ] || [ ! -d "$root/tests/player/node_modules/playwright-core" ] \
+   || [ ! -x "$root/tests/player/node_modules/shaka-packager/bin/packager-linux-x64" ]; then
   (cd "$root/tests/player" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 command -v cargo >/dev/null || { echo "weir needs a Rust toolchain (cargo) on PATH" >&2; exit 1; }

@@ -4,6 +4,7 @@
 //! the secret, as if it did not exist.
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Method, StatusCode};
 use weir_url::EventId;
@@ -87,14 +88,36 @@ fn presented_secret(headers: &http::HeaderMap) -> &[u8] {
         .unwrap_or_default()
 }
 
-/// An AES-128 content key for a viewer the access phases admitted: fetched from the origin's
-/// internal path (with the cluster secret), coalesced but never stored, and answered
+/// A content key for a viewer the access phases admitted: fetched from the origin's internal
+/// path (with the cluster secret), coalesced but never stored, and answered
 /// `Cache-Control: private, no-store` so that no cache on the way keeps it either.
 pub(crate) async fn content_key(
     state: &EdgeState,
     event: &str,
     id: &str,
 ) -> Result<Response, EdgeError> {
+    let key = fetch_key(state, event, id).await?;
+    let mut r = (StatusCode::OK, Bytes::copy_from_slice(&key)).into_response();
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(r)
+}
+
+/// The 16 bytes of content key `id` of `event`, from the origin's internal path (with the
+/// cluster secret), coalesced with other requests for it, never stored.
+///
+/// # Errors
+/// [`EdgeError::NotFound`] when the upstream has no such key; the upstream's errors, and
+/// [`EdgeError::UpstreamUnreachable`] when it refuses (another cluster secret).
+pub(crate) async fn fetch_key(
+    state: &EdgeState,
+    event: &str,
+    id: &str,
+) -> Result<[u8; 16], EdgeError> {
     let path = format!("/internal/v1/keys/{event}/{id}");
     let (outcome, role) = state
         .coalescer
@@ -108,16 +131,8 @@ pub(crate) async fn content_key(
     };
     state.counters.request("key", status);
     match cached.fetched.head.status {
-        StatusCode::OK if cached.fetched.body.len() == 16 => {
-            let mut r = response(&cached, "MISS", Shape::plain());
-            let h = r.headers_mut();
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            Ok(r)
-        }
+        StatusCode::OK => <[u8; 16]>::try_from(&cached.fetched.body[..])
+            .map_err(|_| EdgeError::UpstreamUnreachable),
         StatusCode::NOT_FOUND => Err(EdgeError::NotFound),
         other => {
             tracing::warn!(

@@ -56,6 +56,7 @@ mod geo;
 mod health;
 mod held;
 mod internal;
+mod licence;
 mod policy;
 mod purge;
 mod response;

@@ -3,7 +3,8 @@
 //! content keys) and, for an edge in front of this one (a shield tier), the access policy
 //! path `/internal/v1/events/{event}/access` and the content key path
 //! `/internal/v1/keys/{event}/{key_id}` (both only with the cluster secret), and the purge
-//! path `POST /internal/v1/purge/{event}` for the control plane. Anything else is
+//! path `POST /internal/v1/purge/{event}` for the control plane; and the W3C ClearKey
+//! licence path `POST /licence/clearkey/{event}` for viewers of `cbcs` events. Anything else is
 //! answered 404 here, before the access phases and without an upstream request, so junk
 //! costs the upstream nothing.
 
@@ -20,6 +21,8 @@ pub(crate) enum Served {
     KeyForEdge(EventId, Box<str>),
     /// `POST /internal/v1/purge/{event}`: drop the event's cached objects.
     Purge(EventId),
+    /// `POST /licence/clearkey/{event}`: a W3C ClearKey licence for a viewer.
+    Licence(EventId),
 }
 
 /// Parses a request path (without query); `None`: not served (404).
@@ -32,6 +35,9 @@ pub(crate) fn served(path: &str) -> Option<Served> {
     }
     if let Some(event) = path.strip_prefix("/internal/v1/purge/") {
         return EventId::parse(event).map(Served::Purge);
+    }
+    if let Some(event) = path.strip_prefix("/licence/clearkey/") {
+        return EventId::parse(event).map(Served::Licence);
     }
     if let Some(rest) = path.strip_prefix("/internal/v1/keys/") {
         return match Route::parse(&format!("/keys/{rest}")) {
@@ -70,6 +76,12 @@ mod tests {
                 Some(Served::Purge(event("demo"))),
             ),
             ("/internal/v1/purge/demo/x", None),
+            (
+                "/licence/clearkey/demo",
+                Some(Served::Licence(event("demo"))),
+            ),
+            ("/licence/clearkey/demo/x", None),
+            ("/licence/widevine/demo", None),
             ("/internal/v1/keys/../0a1b", None),
             ("/internal/v1/events/demo", None),
             ("/metrics", None),

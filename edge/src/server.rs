@@ -27,6 +27,7 @@ use crate::counters::Counters;
 use crate::follow::Followers;
 use crate::geo::Geo;
 use crate::internal::{content_key, from_edge, policy_for_edge, purge};
+use crate::licence::{clearkey, MAX_REQUEST_BYTES as MAX_LICENCE_REQUEST_BYTES};
 use crate::policy::Policies;
 use crate::response::{response, streamed, Shape};
 use crate::route::{served, Served};
@@ -169,7 +170,12 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-impl<B> tower_service::Service<http::Request<B>> for Edge {
+impl<B> tower_service::Service<http::Request<B>> for Edge
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<weir_http::BoxError>,
+{
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -179,10 +185,23 @@ impl<B> tower_service::Service<http::Request<B>> for Edge {
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // No edge path reads a request body.
-        let (parts, _) = request.into_parts();
+        // Only a licence request has a body the edge reads (bounded); any other is dropped.
+        let (parts, body) = request.into_parts();
         let state = self.0.clone();
-        Box::pin(async move { Ok(handle(&state, parts).await) })
+        let licence = parts.method == Method::POST && parts.uri.path().starts_with("/licence/");
+        Box::pin(async move {
+            let body = match licence {
+                true => {
+                    let limited = http_body_util::Limited::new(body, MAX_LICENCE_REQUEST_BYTES);
+                    http_body_util::BodyExt::collect(limited)
+                        .await
+                        .ok()
+                        .map(|b| b.to_bytes())
+                }
+                false => None,
+            };
+            Ok(handle(&state, parts, body.as_ref()).await)
+        })
     }
 }
 
@@ -244,7 +263,11 @@ pub fn edge(config: EdgeConfig) -> Result<Edge, String> {
     Ok(Edge(state))
 }
 
-async fn handle(state: &EdgeState, request: http::request::Parts) -> Response {
+async fn handle(
+    state: &EdgeState,
+    request: http::request::Parts,
+    body: Option<&bytes::Bytes>,
+) -> Response {
     let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
     let peer = request
         .extensions
@@ -257,7 +280,7 @@ async fn handle(state: &EdgeState, request: http::request::Parts) -> Response {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     };
-    let mut response = match respond(state, method, uri, headers, &viewer).await {
+    let mut response = match respond(state, method, uri, headers, &viewer, body).await {
         Ok(r) => r,
         Err(e) => {
             if e.is_retryable() {
@@ -290,20 +313,44 @@ async fn respond(
     uri: &Uri,
     headers: &http::HeaderMap,
     viewer: &Viewer<'_>,
+    body: Option<&bytes::Bytes>,
 ) -> Result<Response, EdgeError> {
     if method == Method::OPTIONS {
-        return Ok(weir_http::cors_preflight());
+        let mut r = weir_http::cors_preflight();
+        r.headers_mut().insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+        );
+        return Ok(r);
     }
     // Is this a path we serve: junk never reaches the upstream.
     let served = served(uri.path()).ok_or(EdgeError::NotFound)?;
     if let Served::Purge(event) = &served {
         return purge(state, method, event, headers);
     }
+    if let Served::Licence(event) = &served {
+        if method != Method::POST {
+            return Err(EdgeError::MethodNotAllowed);
+        }
+        // Phases 2 and 3 as for any viewer request of the event.
+        let request = Request {
+            event: event.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            client: viewer.ip,
+            user_agent: viewer.user_agent,
+        };
+        state
+            .access
+            .check(&request, &state.coalescer, state.config.upstream_timeout)
+            .await?;
+        return clearkey(state, event.as_str(), body).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
     let route = match served {
-        Served::Purge(_) => return Err(EdgeError::NotFound),
+        Served::Purge(_) | Served::Licence(_) => return Err(EdgeError::NotFound),
         Served::PolicyForEdge(event) => return policy_for_edge(state, &event, headers).await,
         // A content key for an edge in front of this one: only with the cluster secret (a
         // shield without one never hands out keys), never stored.

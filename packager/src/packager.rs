@@ -354,6 +354,9 @@ impl Packager {
                 }
             }
         }
+        let default_kid = tracks
+            .iter()
+            .find_map(|t| t.protection.as_ref().map(TrackProtection::default_kid));
         self.sessions_run += 1;
         tracks.sort_by_key(|t| Some(&t.rendition) != lead.as_ref());
         self.audio_margin = tracks
@@ -388,6 +391,7 @@ impl Packager {
             lead_reach: None,
             lead_last: None,
             part_target: self.config.part_target,
+            default_kid,
         });
     }
 

@@ -67,6 +67,8 @@ pub enum Expired {
 struct Removal {
     deadline: SystemTime,
     session: SessionId,
+    /// The init segment a removed segment used (its session's, or a key period's).
+    init: SessionId,
     what: Expired,
 }
 
@@ -187,6 +189,7 @@ impl MediaPlaylist {
             } else if !parts.is_empty() {
                 self.removed.push(Removal {
                     deadline: now + target_duration * PART_TARGET_DURATIONS,
+                    init: head.init,
                     session: head.session,
                     what: Expired::Parts {
                         msn: head.msn,
@@ -244,12 +247,14 @@ impl MediaPlaylist {
                 self.removed.push(Removal {
                     deadline: now + gone.duration + playlist,
                     session: gone.head.session.clone(),
+                    init: gone.head.init.clone(),
                     what: Expired::Segment(gone.head.msn),
                 });
             }
             if !gone.parts.is_empty() {
                 self.removed.push(Removal {
                     deadline: now + target_duration * PART_TARGET_DURATIONS,
+                    init: gone.head.init,
                     session: gone.head.session,
                     what: Expired::Parts {
                         msn: gone.head.msn,
@@ -269,6 +274,7 @@ impl MediaPlaylist {
                 self.removed.push(Removal {
                     deadline: now + horizon,
                     session: s.head.session.clone(),
+                    init: s.head.init.clone(),
                     what: Expired::Parts {
                         msn: s.head.msn,
                         count: s.parts.len() as u32,
@@ -291,22 +297,23 @@ impl MediaPlaylist {
 
     fn expire(&mut self, now: SystemTime) -> Vec<(SessionId, Expired)> {
         let mut out = Vec::new();
+        let mut inits = Vec::new();
         let mut i = 0;
         while i < self.removed.len() {
             if self.removed[i].deadline <= now {
                 let r = self.removed.swap_remove(i);
+                if matches!(r.what, Expired::Segment(_)) {
+                    inits.push(r.init);
+                }
                 out.push((r.session, r.what));
             } else {
                 i += 1;
             }
         }
         let mut gone_inits: Vec<SessionId> = Vec::new();
-        for (session, what) in &out {
-            if matches!(what, Expired::Segment(_))
-                && !gone_inits.contains(session)
-                && !self.uses_init(session)
-            {
-                gone_inits.push(session.clone());
+        for init in inits {
+            if !gone_inits.contains(&init) && !self.uses_init(&init) {
+                gone_inits.push(init);
             }
         }
         out.extend(gone_inits.into_iter().map(|s| (s, Expired::Init)));
@@ -319,7 +326,7 @@ impl MediaPlaylist {
             || self
                 .removed
                 .iter()
-                .any(|r| &r.session == session && matches!(r.what, Expired::Segment(_)))
+                .any(|r| &r.init == session && matches!(r.what, Expired::Segment(_)))
     }
 
     /// Average bit rate over everything this playlist listed, bits/s.

@@ -14,7 +14,8 @@ pub(crate) struct TrackProtection {
     encryption: Arc<dyn SegmentEncryption>,
     ranges: ProtectedRanges,
     pattern: Pattern,
-    /// The key the init segment names (`tenc`): that of the session's first segment.
+    /// The key the session's first init segment names (`tenc`): that of its first segment.
+    /// A segment under another key has an init segment of its own ([`init_protection`]).
     default: SegmentKey,
     maps: Vec<Subsample>,
     counts: Vec<u16>,
@@ -43,10 +44,7 @@ impl TrackProtection {
         first: MediaSequence,
     ) -> Result<TrackProtection, MediaError> {
         let ranges = ProtectedRanges::new(&info.codec)?;
-        let pattern = match info.kind {
-            TrackKind::Video => Pattern::VIDEO,
-            TrackKind::Audio => Pattern::AUDIO,
-        };
+        let pattern = pattern_of(info.kind);
         let default = encryption.key(first);
         Ok(TrackProtection {
             encryption,
@@ -59,7 +57,7 @@ impl TrackProtection {
         })
     }
 
-    /// What the init segment declares.
+    /// What the session's first init segment declares.
     pub(crate) fn init(&self) -> InitProtection<'_> {
         InitProtection {
             kid: *self.default.kid(),
@@ -67,6 +65,11 @@ impl TrackProtection {
             pattern: self.pattern,
             pssh: self.default.pssh(),
         }
+    }
+
+    /// The key ID of the session's first init segment.
+    pub(crate) fn default_kid(&self) -> [u8; 16] {
+        *self.default.kid()
     }
 
     /// The fragment of `samples` (of segment `msn`), encrypted with that segment's key.
@@ -105,8 +108,6 @@ impl TrackProtection {
         let protection = FragmentProtection {
             maps: &self.maps,
             counts: &self.counts,
-            group: (!key.same_as(&self.default)).then(|| (*key.kid(), *key.iv())),
-            pattern,
             encrypt: &encrypt,
         };
         fmp4::fragment(
@@ -115,5 +116,26 @@ impl TrackProtection {
             samples,
             Some(&protection),
         )
+    }
+}
+
+/// What the init segment of segments under `key` declares, for a track of `kind`: every key
+/// period has its own init segment (`EXT-X-MAP` changes with `EXT-X-KEY`), so a fragment's
+/// key is always its init segment's default KID and constant IV. (ISO/IEC 23001-7 also allows
+/// a `seig` sample group in each fragment instead; Chromium reads it, but shaka-packager and
+/// FFmpeg use the `tenc` of the init segment only.)
+pub(crate) fn init_protection(key: &SegmentKey, kind: TrackKind) -> InitProtection<'_> {
+    InitProtection {
+        kid: *key.kid(),
+        iv: *key.iv(),
+        pattern: pattern_of(kind),
+        pssh: key.pssh(),
+    }
+}
+
+fn pattern_of(kind: TrackKind) -> Pattern {
+    match kind {
+        TrackKind::Video => Pattern::VIDEO,
+        TrackKind::Audio => Pattern::AUDIO,
     }
 }

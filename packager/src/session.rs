@@ -77,6 +77,9 @@ pub(crate) struct Running {
     pub(crate) lead_last: Option<(MediaSequence, Duration)>,
     /// Parts are at most this long.
     pub(crate) part_target: Duration,
+    /// `SAMPLE-AES`: the key ID of the session's first init segments; segments under another
+    /// key use an init segment of their key period.
+    pub(crate) default_kid: Option<[u8; 16]>,
 }
 
 /// One track of a running session.
@@ -91,6 +94,8 @@ pub(crate) struct RunningTrack {
     pub(crate) segmenter: Option<TrackSegmenter>,
     /// The `cbcs` protection its segmenter takes when it is built.
     pub(crate) protection: Option<crate::protect::TrackProtection>,
+    /// The key periods' init segments published for it, newest last (a few).
+    pub(crate) key_inits: Vec<SessionId>,
     /// Where the publisher's timestamp says the pending sample decodes, track ticks.
     pending_expected: i64,
     /// Presentation time of the segment being built, track ticks.
@@ -150,6 +155,7 @@ impl RunningTrack {
             info,
             segmenter: None,
             protection: None,
+            key_inits: Vec::new(),
             pending_expected: 0,
             segment_pts: 0,
             cursor: 0,

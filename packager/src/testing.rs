@@ -174,8 +174,8 @@ pub(crate) fn parse(text: &str) -> Parsed {
             seg.gap = true;
         } else if line.starts_with("#EXT-X-MAP:") {
             assert!(
-                key.is_none(),
-                "an EXT-X-MAP under a key would be encrypted: {text}"
+                key.as_ref().is_none_or(|k: &String| k.contains('#')),
+                "an EXT-X-MAP under an AES-128 key would be encrypted: {text}"
             );
             map = attr(line, "URI").map(String::from);
         } else if line.starts_with("#EXT-X-KEY:") {

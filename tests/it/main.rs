@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod admin;
 mod bad_input;
+mod cbcs;
 mod dashboard;
 mod edge;
 mod edge_fetch;

@@ -1,7 +1,7 @@
 //! The Common Encryption boxes (ISO/IEC 23001-7) of a `cbcs` track: the `sinf` of its
 //! sample entry and the `pssh` of its init segment; the `senc`, `saiz`, `saio` of each
-//! fragment, and the `sbgp`/`sgpd` `seig` sample group of a fragment whose key is not the
-//! init segment's default (key rotation, §6 and §8.2).
+//! fragment. A fragment's key is always its init segment's (`tenc`): keys rotate with init
+//! segments.
 
 use bytes::{BufMut, BytesMut};
 use weir_media::Subsample;
@@ -26,10 +26,6 @@ pub(crate) struct FragmentProtection<'a> {
     pub(crate) maps: &'a [Subsample],
     /// How many entries of `maps` each sample has (one count per sample, or none).
     pub(crate) counts: &'a [u16],
-    /// The fragment's key ID and constant IV when they are not the init segment's defaults
-    /// (a `seig` sample group then names them).
-    pub(crate) group: Option<([u8; 16], [u8; 16])>,
-    pub(crate) pattern: Pattern,
     /// Encrypts one sample in place, given its map.
     pub(crate) encrypt: &'a dyn Fn(&mut [u8], &[Subsample]),
 }
@@ -55,8 +51,8 @@ pub(crate) fn sinf(buf: &mut BytesMut, original: &[u8; 4], p: &InitProtection<'_
     end(buf, sinf);
 }
 
-/// The part of `tenc` and of a `seig` entry after the first reserved byte: pattern,
-/// `isProtected`, `Per_Sample_IV_Size` 0, the KID and the 16-byte constant IV.
+/// The part of `tenc` after its first reserved byte: pattern, `isProtected`,
+/// `Per_Sample_IV_Size` 0, the KID and the 16-byte constant IV.
 fn put_entry(buf: &mut BytesMut, pattern: Pattern, kid: &[u8; 16], iv: &[u8; 16]) {
     buf.put_u8(((pattern.crypt & 0x0f) << 4) | (pattern.skip & 0x0f));
     buf.put_u8(1); // isProtected
@@ -74,22 +70,6 @@ pub(crate) fn traf_boxes(
     samples: usize,
     p: &FragmentProtection<'_>,
 ) {
-    if let Some((kid, iv)) = &p.group {
-        // sbgp: every sample of the fragment in the fragment-local group 1 (0x10001).
-        let b = begin_full(buf, b"sbgp", 0, 0);
-        buf.put_slice(b"seig");
-        buf.put_u32(1);
-        buf.put_u32(samples as u32);
-        buf.put_u32(0x0001_0001);
-        end(buf, b);
-        let b = begin_full(buf, b"sgpd", 1, 0);
-        buf.put_slice(b"seig");
-        buf.put_u32(37); // default_length
-        buf.put_u32(1);
-        buf.put_u8(0);
-        put_entry(buf, p.pattern, kid, iv);
-        end(buf, b);
-    }
     let subsampled = !p.counts.is_empty();
     if subsampled {
         // saiz: each sample's auxiliary information is its subsample count and map.

@@ -58,6 +58,7 @@ impl Packager {
         let td = if render { self.target.get() } else { None };
         for part in parts {
             let head = self.head(part.msn);
+            self.publish_key_init(index, &head, out);
             out.push(Artifact::Part {
                 rendition: rendition.clone(),
                 session: session_id.clone(),
@@ -84,6 +85,7 @@ impl Packager {
             return;
         };
         let head = self.head(segment.msn);
+        self.publish_key_init(index, &head, out);
         let duration = track_duration(segment.duration, timescale);
         let newly_chosen = index == 0 && self.target.get().is_none();
         let td = if index == 0 {
@@ -227,14 +229,56 @@ impl Packager {
                 msn,
             ),
         };
+        let key = self.config.encryption.as_ref().map(|e| e.key(msn));
+        let default_kid = running.and_then(|r| r.default_kid);
+        let init = match (&key, default_kid) {
+            (Some(k), Some(d)) if *k.kid() != d => key_period_init(&id, k.kid()),
+            _ => id.clone(),
+        };
         SegmentHead {
             msn,
-            session: id.clone(),
-            init: id,
+            session: id,
+            init,
             program_date_time: pdt,
             discontinuity: msn == first && self.sessions_run > 1,
-            key: self.config.encryption.as_ref().map(|e| e.key(msn)),
+            key,
         }
+    }
+
+    /// Publishes the init segment of `head`'s key period for track `index`, unless it is the
+    /// session's own or was published already: before any part or segment that uses it.
+    pub(super) fn publish_key_init(
+        &mut self,
+        index: usize,
+        head: &SegmentHead,
+        out: &mut Vec<Artifact>,
+    ) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let Some(key) = head.key.as_ref().filter(|_| head.init != session.id) else {
+            return;
+        };
+        let Some(track) = session
+            .running
+            .as_mut()
+            .and_then(|r| r.tracks.get_mut(index))
+        else {
+            return;
+        };
+        if track.key_inits.contains(&head.init) {
+            return;
+        }
+        if track.key_inits.len() == KEY_INITS_KEPT {
+            track.key_inits.remove(0);
+        }
+        track.key_inits.push(head.init.clone());
+        let protection = crate::protect::init_protection(key, track.info.kind);
+        out.push(Artifact::InitSegment {
+            rendition: track.rendition.clone(),
+            session: head.init.clone(),
+            data: crate::fmp4::init_segment(&track.info, Some(&protection)),
+        });
     }
 
     /// Forgets the cuts every track has passed; a track lagging more than [`MAX_CUTS`]
@@ -337,4 +381,15 @@ impl Packager {
             }
         }
     }
+}
+
+/// Key-period init segments remembered per track (only the newest period's is ever asked
+/// for again).
+const KEY_INITS_KEPT: usize = 4;
+
+/// The name of the init segments of the key period of `kid` in session `session`:
+/// `{session}k{first 4 bytes of the KID in hex}` (the playlists' `EXT-X-MAP` URI component).
+fn key_period_init(session: &SessionId, kid: &[u8; 16]) -> SessionId {
+    let hex: String = kid[..4].iter().map(|b| format!("{b:02x}")).collect();
+    SessionId::parse(&format!("{session}k{hex}")).unwrap_or_else(|| session.clone())
 }

@@ -192,7 +192,9 @@ fn write_head<'a>(
         out.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *map != Some(&head.init) {
-        if key.take().is_some() {
+        // An init segment under an AES-128 key would be read as encrypted (RFC 8216 §4.3.2.5);
+        // SAMPLE-AES leaves init segments clear, so its key stays declared.
+        if key.take().is_some_and(|k| k.tags().is_empty()) {
             out.push_str("#EXT-X-KEY:METHOD=NONE\n");
         }
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}/init.mp4\"", head.init);
