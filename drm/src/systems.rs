@@ -33,12 +33,16 @@ pub fn pssh_box(system_id: &[u8; 16], kids: &[[u8; 16]], data: &[u8]) -> Vec<u8>
 }
 
 /// The ClearKey `EXT-X-KEY` attribute list for `kid` of `event`: `METHOD=SAMPLE-AES`, the
-/// licence URL, `KEYFORMAT`, `KEYFORMATVERSIONS` and `KEYID` (hex).
+/// licence URL, `KEYFORMAT`, `KEYFORMATVERSIONS` and `KEYID` (hex). The URI names the KID too
+/// (`?kid=`, which the licence endpoint ignores: the request body says which keys): players
+/// such as hls.js tell keys apart by URI and would not ask for a rotated key under the same
+/// one.
 pub fn clearkey_tag(event: &str, kid: &[u8; 16]) -> String {
+    let kid = hex::encode(kid);
     format!(
-        "METHOD=SAMPLE-AES,URI=\"/licence/clearkey/{event}\",KEYFORMAT=\"{CLEARKEY_KEYFORMAT}\",\
-         KEYFORMATVERSIONS=\"1\",KEYID=0x{}",
-        hex::encode_upper(kid)
+        "METHOD=SAMPLE-AES,URI=\"/licence/clearkey/{event}?kid={kid}\",\
+         KEYFORMAT=\"{CLEARKEY_KEYFORMAT}\",KEYFORMATVERSIONS=\"1\",KEYID=0x{}",
+        kid.to_uppercase()
     )
 }
 
@@ -60,7 +64,9 @@ mod tests {
              0000000100112233445566778899aabbccddeeff00000000"
         );
         let tag = clearkey_tag("ev", &kid);
-        assert!(tag.starts_with("METHOD=SAMPLE-AES,URI=\"/licence/clearkey/ev\""));
+        assert!(tag.starts_with(
+            "METHOD=SAMPLE-AES,URI=\"/licence/clearkey/ev?kid=00112233445566778899aabbccddeeff\""
+        ));
         assert!(tag.ends_with("KEYID=0x00112233445566778899AABBCCDDEEFF"));
     }
 }

@@ -46,15 +46,15 @@ fn listed(playlist: &str, token: &str) -> Vec<Listed> {
     };
     for line in playlist.lines() {
         if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:") {
+            let hex = attrs.rsplit("KEYID=0x").next().unwrap().to_lowercase();
+            assert_eq!(hex.len(), 32, "{attrs}");
             assert!(
                 attrs.starts_with(&format!(
-                    "METHOD=SAMPLE-AES,URI=\"/licence/clearkey/it?token={token}\",\
+                    "METHOD=SAMPLE-AES,URI=\"/licence/clearkey/it?kid={hex}&token={token}\",\
                      KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\",KEYID=0x"
                 )),
                 "{attrs}"
             );
-            let hex = attrs.rsplit("KEYID=0x").next().unwrap().to_lowercase();
-            assert_eq!(hex.len(), 32, "{attrs}");
             kid = Some(hex);
         } else if line.starts_with("#EXT-X-MAP:") {
             map = Some(unquoted(line));

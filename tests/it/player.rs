@@ -24,8 +24,25 @@ fn play(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
 /// Runs tests/player/play.mjs on `master_url` and returns its report, which must show no
 /// fatal error (stalls are the caller's to judge).
 fn play_through(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value {
+    let report = run_player(master_url, seconds, mode, None);
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    report
+}
+
+/// Runs tests/player/play.mjs on `master_url` (with EME and ClearKey licences from
+/// `licence_url`, if any) and returns its report, errors included.
+fn run_player(
+    master_url: &str,
+    seconds: u32,
+    mode: &str,
+    licence_url: Option<&str>,
+) -> serde_json::Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/player/play.mjs");
-    let out = Command::new("node")
+    let mut node = Command::new("node");
+    if let Some(l) = licence_url {
+        node.env("CLEARKEY_LICENCE_URL", l);
+    }
+    let out = node
         .arg(&script)
         .arg(master_url)
         .arg(seconds.to_string())
@@ -35,6 +52,9 @@ fn play_through(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value
             "run node (scripts/setup.sh installs it, with chromium and the player's npm packages)",
         );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    if std::env::var_os("PLAYER_DEBUG").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     assert!(
         out.status.success(),
         "the player failed: {}\n{stdout}",
@@ -45,7 +65,6 @@ fn play_through(master_url: &str, seconds: u32, mode: &str) -> serde_json::Value
         report["supported"], true,
         "Chromium has no MSE/H.264: {report}"
     );
-    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
     report
 }
 
@@ -292,4 +311,72 @@ fn hls_js_plays_on_through_a_3_s_origin_outage_on_stale_copies() {
     let played = report["played"].as_f64().unwrap();
     assert!(played >= 16.0, "played only {played} s: {report}");
     eprintln!("origin outage: hls.js report {report}");
+}
+
+/// hls.js with EME plays a `cbcs` event (W3C ClearKey, licences from the edge for the viewer's
+/// token) in low-latency mode across key rotations, without a stall; with a licence URL
+/// that carries no token, the licence is refused (403) and hls.js reports a key-system error
+/// instead of hanging.
+#[test]
+fn hls_js_plays_a_cbcs_event_with_clearkey_licences_across_key_rotations() {
+    let _slot = transcode_slot();
+    let secret = "it-player-cbcs-secret-0123456789abcdef";
+    let weir = Weir::serve_event(
+        &format!("[access]\ntoken_keys = {{ c1 = \"{secret}\" }}\n"),
+        "passthrough",
+        "access = { require_token = true }\nencryption = \"cbcs\"\nkey_rotation_segments = 3",
+    );
+    let mut publisher = publish(&flv(BBB, 9, true), &weir.publish_url(STREAM_KEY), true);
+    let token = crate::access::hand_token("c1", secret, crate::access::unix_now() + 600, "it", "");
+    let master = crate::access::with_token(&weir.edge_url("/live/it/master.m3u8"), &token);
+    wait_for("the master playlist", Duration::from_secs(30), || {
+        (get(&master).status == 200).then_some(())
+    });
+    let licence = weir.edge_url("/licence/clearkey/it");
+    let report = run_player(
+        &master,
+        LL_SECS,
+        "ll",
+        Some(&crate::access::with_token(&licence, &token)),
+    );
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(report["stalls"], 0, "a stall: {report}");
+    let played = report["played"].as_f64().unwrap();
+    assert!(
+        played >= f64::from(LL_SECS) - 8.0,
+        "played only {played} s: {report}"
+    );
+    let issued = metric(
+        &weir,
+        "weir_edge_licences_total",
+        r#"system="clearkey",outcome="issued""#,
+    );
+    assert!(
+        issued >= 2.0 && report["requests"]["licences"].as_u64().unwrap() >= 2,
+        "a licence per key period played ({issued} issued): {report}"
+    );
+    assert!(
+        report["requests"]["parts"].as_u64().unwrap() >= 10,
+        "{report}"
+    );
+
+    // No token on the licence URL: refused, and the player says so.
+    let refused = run_player(&master, 12, "ll", Some(&licence));
+    let errors = refused["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("keySystemError/")),
+        "{refused}"
+    );
+    assert!(refused["played"].as_f64().unwrap() < 1.0, "{refused}");
+    assert!(
+        metric(
+            &weir,
+            "weir_edge_access_denied_total",
+            r#"event="it",reason="token_missing""#
+        ) >= 1.0
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }

@@ -15,7 +15,11 @@
 // how much was buffered, how long; `switchLog` says when each level switch happened), `latency` is what
 // hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
 // 5 s, and `requests` counts the player's HTTP requests by kind (blocking = with _HLS_msn;
-// keys = AES-128 key requests; tokened = with a token= query parameter).
+// keys = AES-128 key requests; licences = ClearKey licence requests; tokened = with a token=
+// query parameter).
+// With CLEARKEY_LICENCE_URL in the environment, hls.js plays with EME (emeEnabled) and W3C
+// ClearKey, its licences from that URL; the page is then opened on the master URL's origin
+// (EME needs a secure context: 127.0.0.1 is one).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 
@@ -23,6 +27,7 @@ const require = createRequire(import.meta.url);
 const [url, secondsArg, modeArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || 20);
 const mode = modeArg || 'switch';
+const licenceUrl = process.env.CLEARKEY_LICENCE_URL || null;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -34,7 +39,7 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage();
-  const requests = { blocking: 0, parts: 0, playlists: 0, segments: 0, keys: 0, all: 0, tokened: 0 };
+  const requests = { blocking: 0, parts: 0, playlists: 0, segments: 0, keys: 0, licences: 0, all: 0, tokened: 0 };
   page.on('request', (r) => {
     const u = r.url();
     if (!u.startsWith('http')) return;
@@ -42,6 +47,8 @@ try {
     if (/[?&]token=/.test(u)) requests.tokened += 1;
     if (/\/keys\//.test(u)) {
       requests.keys += 1;
+    } else if (/\/licence\//.test(u)) {
+      requests.licences += 1;
     } else if (/\.m3u8(\?|$)/.test(u)) {
       requests.playlists += 1;
       if (u.includes('_HLS_msn=')) requests.blocking += 1;
@@ -51,14 +58,36 @@ try {
       requests.segments += 1;
     }
   });
+  if (process.env.PLAYER_DEBUG) page.on('console', (m) => process.stderr.write(m.text() + '\n'));
+  if (licenceUrl) await page.goto(new URL(url).origin + '/');
   await page.setContent('<video id="v" muted playsinline></video>');
   await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
-  const report = await page.evaluate(async ({ url, seconds, mode }) => {
+  const report = await page.evaluate(async ({ url, seconds, mode, licenceUrl, debug }) => {
     const out = { supported: Hls.isSupported(), levels: [], switches: [], stalls: 0, brief: 0, errors: [], played: 0 };
     if (!out.supported) return out;
     const video = document.getElementById('v');
     const config = { lowLatencyMode: mode.startsWith('ll') };
     if (mode === 'll-sync') config.maxLiveSyncPlaybackRate = 1.5;
+    if (licenceUrl) {
+      config.debug = debug;
+      config.emeEnabled = true;
+      // hls.js asks for a rotated key's licence only when it has init data for it: give it
+      // the key's own ID in the W3C "keyids" format (the EME Initialization Data Format
+      // Registry), from the playlist's KEYID, through its generateRequest hook.
+      const b64url = (bytes) => btoa(String.fromCharCode(...bytes))
+        .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+      config.drmSystems = {
+        'org.w3.clearkey': {
+          licenseUrl: licenceUrl,
+          generateRequest(initDataType, initData, context) {
+            const kid = context.decryptdata && context.decryptdata.keyId;
+            if (!kid) return { initDataType, initData };
+            const json = JSON.stringify({ kids: [b64url(kid)] });
+            return { initDataType: 'keyids', initData: new TextEncoder().encode(json).buffer };
+          },
+        },
+      };
+    }
     const hls = new Hls(config);
     let started = false;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
@@ -148,7 +177,7 @@ try {
     out.stalls = out.stallLog.filter(seen).length;
     out.brief = out.stallLog.length - out.stalls;
     return out;
-  }, { url, seconds, mode });
+  }, { url, seconds, mode, licenceUrl, debug: !!process.env.PLAYER_DEBUG });
   report.requests = requests;
   console.log(JSON.stringify(report));
 } finally {
