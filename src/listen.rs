@@ -68,12 +68,13 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Sets `weir_runtime_alive_tasks` (Tokio tasks not yet finished: every connection, fetch,
-/// session and timer loop) when `/metrics` is rendered: a count that grows with nothing
-/// left running is a leak.
+/// session and timer loop) and the allocator's gauges ([`crate::allocator`]) when `/metrics`
+/// is rendered: a count that grows with nothing left running is a leak.
 pub(crate) fn publish_runtime_gauges() {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         metrics::gauge!("weir_runtime_alive_tasks").set(h.metrics().num_alive_tasks() as f64);
     }
+    crate::allocator::publish_gauges();
 }
 
 /// Serves `/metrics` (Prometheus text) from `handle` on `listener`, for a role that has no

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use weir_config::Config;
 use weir_origin::{MemoryStore, OriginConfig};
 
+mod allocator;
 mod listen;
 mod mint;
 

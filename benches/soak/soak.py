@@ -2,9 +2,10 @@
 """Memory over hours: `weir serve` (release build) with one event, a publisher looping the
 BBB clip in real time and reconnecting every few minutes, and ffmpeg viewers reading the
 master playlist through the in-process edge. Once a minute it samples the weir process:
-resident memory, open file descriptors, live Tokio tasks, and the bytes held by the origin's
-store and the edge's cache (from /metrics). At the end it prints the samples and the growth
-of each over the second half of the run (least-squares slope, per hour).
+resident memory, open file descriptors, live Tokio tasks, the bytes held by the origin's
+store and the edge's cache, and jemalloc's allocated and resident bytes (from /metrics). At
+the end it prints the samples and the growth of each over the second half of the run
+(least-squares slope, per hour).
 
 Target (issue 13): resident memory growth over the second half of a 1-hour run under
 5 MB/h for passthrough and for the default ladder; passthrough RSS under 100 MB.
@@ -32,6 +33,8 @@ def metrics(origin):
         m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
         if m:
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+            if m.group(2):
+                out[m.group(1) + m.group(2)] = float(m.group(3))
     return out
 
 
@@ -93,8 +96,8 @@ def main():
         master = f"http://{weir.edge}/live/e/master.m3u8"
         viewers = [viewer(master) for _ in range(a.viewers)]
         next_sample = start
-        print("| min | RSS MB | fds | tasks | store MB | edge cache MB | viewers up |")
-        print("|---|---|---|---|---|---|---|")
+        print("| min | RSS MB | fds | tasks | store MB | edge cache MB | viewers up | heap MB | jemalloc resident MB |")
+        print("|---|---|---|---|---|---|---|---|---|")
         while time.monotonic() - start < a.minutes * 60:
             now = time.monotonic()
             if a.reconnect_every > 0 and now - last_reconnect >= a.reconnect_every * 60:
@@ -113,10 +116,14 @@ def main():
                     m.get("weir_origin_store_bytes", 0) / 1e6,
                     m.get("weir_edge_cache_bytes", 0) / 1e6,
                     sum(v.poll() is None for v in viewers),
+                    # jemalloc's own account (weir_allocator_bytes): what the program holds,
+                    # and what the allocator keeps resident for it.
+                    m.get('weir_allocator_bytes{kind="allocated"}', 0) / 1e6,
+                    m.get('weir_allocator_bytes{kind="resident"}', 0) / 1e6,
                 )
                 rows.append(row)
-                print(f"| {row[0]:.0f} | {row[1]:.1f} | {row[2]} | {row[3]:.0f} | {row[4]:.1f} | {row[5]:.1f} | {row[6]} |",
-                      flush=True)
+                print(f"| {row[0]:.0f} | {row[1]:.1f} | {row[2]} | {row[3]:.0f} | {row[4]:.1f} | {row[5]:.1f} "
+                      f"| {row[6]} | {row[7]:.1f} | {row[8]:.1f} |", flush=True)
                 if a.csv:
                     with open(a.csv, "a") as f:
                         f.write(",".join(str(x) for x in row) + "\n")
@@ -136,7 +143,8 @@ def main():
     print("| measure | per hour |")
     print("|---|---|")
     for name, i, unit in (("RSS", 1, "MB"), ("open fds", 2, ""), ("tasks", 3, ""),
-                          ("origin store", 4, "MB"), ("edge cache", 5, "MB")):
+                          ("origin store", 4, "MB"), ("edge cache", 5, "MB"),
+                          ("heap (allocated)", 7, "MB"), ("jemalloc resident", 8, "MB")):
         print(f"| {name} | {slope_per_hour([(r[0], r[i]) for r in half]):+.2f} {unit} |")
     if rows:
         print(f"\nRSS at the end: {rows[-1][1]:.1f} MB (max {max(r[1] for r in rows):.1f} MB)")

@@ -3,33 +3,38 @@
 //! 1:9 for video), the chain restarting from the constant IV at every subsample; a partial
 //! last block stays clear. A pattern of 0:0 encrypts every whole block (audio).
 
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+use aes::cipher::block_padding::NoPadding;
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use aes::Aes128;
 use weir_media::Subsample;
 
 /// Blocks of 16 bytes.
 const BLOCK: usize = 16;
 
+type Encryptor = cbc::Encryptor<Aes128>;
+type Decryptor = cbc::Decryptor<Aes128>;
+
 /// `sample` encrypted in place with `key` and the constant `iv`: the protected bytes of each
 /// of `subsamples` (the whole sample when there are none), by the pattern `crypt`:`skip`
 /// (16-byte blocks). Bytes the map does not cover (a map shorter than the sample) are left
 /// clear.
+///
+/// The blocks a pattern encrypts are gathered into one buffer and encrypted by one CBC call
+/// (AES-NI inline for the whole run, not a dispatch per block), then scattered back.
 pub fn encrypt_sample(
     key: &[u8; 16],
     iv: &[u8; 16],
     sample: &mut [u8],
     subsamples: &[Subsample],
-    (crypt, skip): (u8, u8),
+    pattern: (u8, u8),
 ) {
     let aes = Aes128::new(key.into());
+    let mut gathered = Vec::new();
     for_each_run(sample, subsamples, |run| {
-        let mut chain = *iv;
-        for block in pattern_blocks(run, crypt, skip) {
-            block.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
-            aes.encrypt_block(GenericArray::from_mut_slice(block));
-            chain.copy_from_slice(block);
-        }
+        apply(run, pattern, &mut gathered, |buf| {
+            let _ = Encryptor::inner_iv_init(aes.clone(), iv.into())
+                .encrypt_padded_mut::<NoPadding>(buf, buf.len());
+        });
     });
 }
 
@@ -39,19 +44,42 @@ pub fn decrypt_sample(
     iv: &[u8; 16],
     sample: &mut [u8],
     subsamples: &[Subsample],
-    (crypt, skip): (u8, u8),
+    pattern: (u8, u8),
 ) {
     let aes = Aes128::new(key.into());
+    let mut gathered = Vec::new();
     for_each_run(sample, subsamples, |run| {
-        let mut chain = *iv;
-        for block in pattern_blocks(run, crypt, skip) {
-            let mut next = [0u8; BLOCK];
-            next.copy_from_slice(block);
-            aes.decrypt_block(GenericArray::from_mut_slice(block));
-            block.iter_mut().zip(chain).for_each(|(b, c)| *b ^= c);
-            chain = next;
-        }
+        apply(run, pattern, &mut gathered, |buf| {
+            let _ = Decryptor::inner_iv_init(aes.clone(), iv.into())
+                .decrypt_padded_mut::<NoPadding>(buf);
+        });
     });
+}
+
+/// Runs `cbc` (a CBC pass from the constant IV over whole blocks) on the blocks of `run` the
+/// pattern selects: in place when they are contiguous (no skip), else gathered into
+/// `scratch` and scattered back.
+fn apply(run: &mut [u8], (crypt, skip): (u8, u8), scratch: &mut Vec<u8>, cbc: impl Fn(&mut [u8])) {
+    let whole = run.len() / BLOCK * BLOCK;
+    if crypt == 0 || skip == 0 {
+        cbc(&mut run[..whole]);
+        return;
+    }
+    let (crypt, stride) = (
+        usize::from(crypt) * BLOCK,
+        (usize::from(crypt) + usize::from(skip)) * BLOCK,
+    );
+    scratch.clear();
+    for at in (0..whole).step_by(stride) {
+        scratch.extend_from_slice(&run[at..(at + crypt).min(whole)]);
+    }
+    cbc(scratch);
+    let mut from = 0;
+    for at in (0..whole).step_by(stride) {
+        let n = crypt.min(whole - at);
+        run[at..at + n].copy_from_slice(&scratch[from..from + n]);
+        from += n;
+    }
 }
 
 /// Calls `f` with each protected run of `sample`.
@@ -70,19 +98,6 @@ fn for_each_run(sample: &mut [u8], subsamples: &[Subsample], mut f: impl FnMut(&
         f(&mut sample[at..end]);
         at = end;
     }
-}
-
-/// The 16-byte blocks of `run` the pattern encrypts, in order.
-fn pattern_blocks(run: &mut [u8], crypt: u8, skip: u8) -> impl Iterator<Item = &mut [u8]> {
-    let (crypt, skip) = if crypt == 0 {
-        (1, 0)
-    } else {
-        (usize::from(crypt), usize::from(skip))
-    };
-    run.chunks_exact_mut(BLOCK)
-        .enumerate()
-        .filter(move |(i, _)| i % (crypt + skip) < crypt)
-        .map(|(_, b)| b)
 }
 
 #[cfg(test)]
