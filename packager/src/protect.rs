@@ -59,12 +59,7 @@ impl TrackProtection {
 
     /// What the session's first init segment declares.
     pub(crate) fn init(&self) -> InitProtection<'_> {
-        InitProtection {
-            kid: *self.default.kid(),
-            iv: *self.default.iv(),
-            pattern: self.pattern,
-            pssh: self.default.pssh(),
-        }
+        declared(&self.default, self.pattern)
     }
 
     /// The key ID of the session's first init segment.
@@ -125,10 +120,15 @@ impl TrackProtection {
 /// a `seig` sample group in each fragment instead; Chromium reads it, but shaka-packager and
 /// FFmpeg use the `tenc` of the init segment only.)
 pub(crate) fn init_protection(key: &SegmentKey, kind: TrackKind) -> InitProtection<'_> {
+    declared(key, pattern_of(kind))
+}
+
+/// What an init segment declares for `key` with `pattern`.
+fn declared(key: &SegmentKey, pattern: Pattern) -> InitProtection<'_> {
     InitProtection {
         kid: *key.kid(),
         iv: *key.iv(),
-        pattern: pattern_of(kind),
+        pattern,
         pssh: key.pssh(),
     }
 }
