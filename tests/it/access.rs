@@ -5,12 +5,10 @@
 //! cluster secret between a standalone edge and the origin.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use std::time::Duration;
 
 use crate::support::*;
+use crate::tokens::{hand_token, unix_now, with_token};
 
 const SECRET_1: &str = "it-token-secret-one-0123456789abcdef";
 const SECRET_2: &str = "it-token-secret-two-0123456789abcdef";
@@ -21,28 +19,6 @@ fn geo_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/geo")
         .join(name)
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A token made by hand, as the format in weir_edge::token documents it (what a paywall
-/// would do): `kid=..~exp=..~ev=..[~ip=..][~path=..]~sig=HMAC-SHA256 hex`.
-pub(crate) fn hand_token(kid: &str, secret: &str, exp: u64, event: &str, extra: &str) -> String {
-    let message = format!("kid={kid}~exp={exp}~ev={event}{extra}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(message.as_bytes());
-    let sig: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{message}~sig={sig}")
 }
 
 /// `weir token` with `args`: its stdout line.
@@ -82,11 +58,6 @@ fn curl_from(from: &str, url: &str, headers: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-pub(crate) fn with_token(url: &str, token: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}token={token}")
 }
 
 /// Every URI of a playlist (URI lines and URI="..." attributes).

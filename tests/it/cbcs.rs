@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::access::{hand_token, unix_now, with_token};
 use crate::support::*;
+use crate::tokens::{hand_token, unix_now, with_token};
 
 const SECRET: &str = "it-cbcs-token-secret-0123456789abcdef";
 const KEK: &str = "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::access::{hand_token, unix_now, with_token};
 use crate::support::*;
+use crate::tokens::{hand_token, unix_now, with_token};
 
 const SECRET: &str = "it-enc-token-secret-0123456789abcdef";
 const KEK: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";

@@ -178,7 +178,8 @@ impl Weir {
         format!("http://{}{path}", self.origin.unwrap())
     }
 
-    /// The process id.
+    /// The process id (the playback tests stop and continue it).
+    #[allow(dead_code)]
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,5 +1,5 @@
 // Plays a live HLS master playlist with hls.js in Debian's headless Chromium; prints one JSON
-// report on stdout. Used by tests/it/player.rs and benches/latency.
+// report on stdout. Used by tests/playback/player.rs and benches/latency.
 //
 // Usage: node play.mjs MASTER_URL [SECONDS] [MODE]
 // MODE: "switch" (default; lowLatencyMode off, forces a switch to the lowest level and back
@@ -12,7 +12,7 @@
 // hls.js BUFFER_STALLED_ERROR events and media `waiting` events after playback began, but for
 // those under 250 ms within a second of a level switch or with half a second or more buffered
 // ahead (`brief` counts those; `stallLog` lists them all: when, at which level,
-// how much was buffered, how long; `switchLog` says when each level switch happened), `latency` is what
+// how much was buffered and listed past the playhead, how long; `switchLog` says when each level switch happened), `latency` is what
 // hls.js reports (hls.latency, seconds behind the live edge) once a second after the first
 // 5 s, and `requests` counts the player's HTTP requests by kind (blocking = with _HLS_msn;
 // keys = AES-128 key requests; licences = ClearKey licence requests; tokened = with a token=
@@ -107,8 +107,12 @@ try {
       for (let i = 0; i < b.length; i++) {
         if (b.start(i) <= video.currentTime + 0.1 && b.end(i) > video.currentTime) ahead = b.end(i) - video.currentTime;
       }
+      // `listed`: media seconds the playing level's playlist listed past the playhead (how
+      // far the live edge was; near `ahead` = the player had all there was to fetch).
+      const details = hls.levels[hls.currentLevel] && hls.levels[hls.currentLevel].details;
+      const listed = details && Number.isFinite(details.edge) ? round(details.edge - video.currentTime) : null;
       out.stallLog.push({ t: round(since()), kind, level: hls.currentLevel, loading: hls.loadLevel,
-        ahead: round(ahead), latency: hls.latency });
+        ahead: round(ahead), listed, latency: hls.latency });
     };
     out.stallLog = [];
     out.switchLog = [];

@@ -327,8 +327,8 @@ fn hls_js_plays_a_cbcs_event_with_clearkey_licences_across_key_rotations() {
         "access = { require_token = true }\nencryption = \"cbcs\"\nkey_rotation_segments = 3",
     );
     let mut publisher = publish(&flv(BBB, 9, true), &weir.publish_url(STREAM_KEY), true);
-    let token = crate::access::hand_token("c1", secret, crate::access::unix_now() + 600, "it", "");
-    let master = crate::access::with_token(&weir.edge_url("/live/it/master.m3u8"), &token);
+    let token = crate::tokens::hand_token("c1", secret, crate::tokens::unix_now() + 600, "it", "");
+    let master = crate::tokens::with_token(&weir.edge_url("/live/it/master.m3u8"), &token);
     wait_for("the master playlist", Duration::from_secs(30), || {
         (get(&master).status == 200).then_some(())
     });
@@ -337,7 +337,7 @@ fn hls_js_plays_a_cbcs_event_with_clearkey_licences_across_key_rotations() {
         &master,
         LL_SECS,
         "ll",
-        Some(&crate::access::with_token(&licence, &token)),
+        Some(&crate::tokens::with_token(&licence, &token)),
     );
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
     assert_eq!(report["stalls"], 0, "a stall: {report}");
