@@ -18,6 +18,7 @@ mod cipher;
 mod key;
 mod schedule;
 mod segment;
+pub mod speke;
 mod store;
 mod systems;
 
