@@ -15,6 +15,7 @@
 mod access;
 mod control;
 mod digest;
+mod drm;
 mod encryption;
 mod event;
 mod ladder;
@@ -35,6 +36,7 @@ pub use access::{
     GeoUnknown, TokenKey, CLUSTER_SECRET_HEADER,
 };
 pub use control::{AdminToken, ControlSettings, HookSecret, HookSettings};
+pub use drm::{DrmSettings, HeaderSecret, SpekeSettings, DRM_SYSTEMS};
 pub use encryption::{Encryption, KeyEncryptionKeyBytes, DEFAULT_KEY_ROTATION_SEGMENTS};
 pub use event::{
     check_event_id, check_stream_key, validate_event, EventOptions, EventSettings,
@@ -80,6 +82,8 @@ pub struct Config {
     pub control: ControlSettings,
     /// Viewer access: token keys, trusted proxies, GeoIP, the cluster secret (`[access]`).
     pub access: AccessSettings,
+    /// DRM for `cbcs` events: key systems and the key provider (`[drm]`).
+    pub drm: DrmSettings,
 }
 
 /// RTMP ingest settings (`[rtmp]`).
@@ -187,6 +191,7 @@ struct RawConfig {
     ladders: BTreeMap<String, ladder::RawLadder>,
     control: control::RawControl,
     access: access::RawAccess,
+    drm: drm::RawDrm,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +517,7 @@ impl Config {
             ladders,
             control: raw.control.validate()?,
             access: raw.access.validate()?,
+            drm: raw.drm.validate()?,
         })
     }
 }

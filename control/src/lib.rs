@@ -232,6 +232,7 @@ impl<S: Store> Control<S> {
             store,
             hooks,
             keys.clone(),
+            registry::CbcsKeys::from_settings(&config.drm),
         ));
         for record in db.list().await? {
             let settings = record

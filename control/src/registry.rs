@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
 use weir_config::{Encryption, EventSettings, LadderSettings, PackagerSettings, StreamKey};
+use weir_drm::speke::{DrmSystem, KeyFeed, KeySource, SpekeClient};
 use weir_drm::{EventEncryption, KeyProvider, RotationSchedule};
 use weir_ingest::{
     Admission, Departure, EventDirectory, FailoverPolicy, InputRole, InputSelector, PublishRequest,
@@ -45,6 +46,47 @@ pub struct Registry<S: Store> {
     hooks: Arc<Hooks>,
     /// Where encrypted events keep their content keys.
     keys: Arc<dyn KeyProvider>,
+    /// Where `cbcs` events' keys come from, and which systems name them.
+    drm: CbcsKeys,
+}
+
+/// How `cbcs` events get their keys (`[drm]`): named for W3C ClearKey or not, and from a
+/// DRM key provider (SPEKE v2.0) or made locally.
+#[derive(Clone, Debug)]
+pub(crate) struct CbcsKeys {
+    /// Whether keys are also named for ClearKey (and licensed by the edge).
+    pub(crate) clearkey: bool,
+    /// The key provider, the systems asked of it, and how long a key may be waited for.
+    pub(crate) provider: Option<(Arc<dyn KeySource>, Vec<DrmSystem>, std::time::Duration)>,
+}
+
+impl CbcsKeys {
+    /// From the configuration's `[drm]`.
+    pub(crate) fn from_settings(drm: &weir_config::DrmSettings) -> CbcsKeys {
+        let provider = drm.speke.as_ref().map(|s| {
+            let headers = s
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.expose().to_string()))
+                .collect();
+            let client: Arc<dyn KeySource> = Arc::new(SpekeClient::new(&s.url, headers, s.timeout));
+            let systems = s
+                .systems
+                .iter()
+                .filter_map(|n| DrmSystem::parse(n))
+                .collect();
+            // A key is waited for a little longer than one exchange may take.
+            (
+                client,
+                systems,
+                s.timeout + std::time::Duration::from_secs(1),
+            )
+        });
+        CbcsKeys {
+            clearkey: drm.clearkey,
+            provider,
+        }
+    }
 }
 
 impl<S: Store> std::fmt::Debug for Registry<S> {
@@ -118,6 +160,7 @@ impl<S: Store> Registry<S> {
         store: Arc<S>,
         hooks: Arc<Hooks>,
         keys: Arc<dyn KeyProvider>,
+        drm: CbcsKeys,
     ) -> Registry<S> {
         Registry {
             events: RwLock::new(HashMap::new()),
@@ -125,6 +168,7 @@ impl<S: Store> Registry<S> {
             store,
             hooks,
             keys,
+            drm,
         }
     }
 
@@ -146,11 +190,24 @@ impl<S: Store> Registry<S> {
                     RotationSchedule::new(first_msn.0, rotate_every),
                     self.keys.clone(),
                 ))),
-                Encryption::Cbcs { rotate_every } => Some(Arc::new(EventEncryption::cbcs(
-                    &settings.id,
-                    RotationSchedule::new(first_msn.0, rotate_every),
-                    self.keys.clone(),
-                ))),
+                Encryption::Cbcs { rotate_every } => {
+                    let schedule = RotationSchedule::new(first_msn.0, rotate_every);
+                    let keys = self.keys.clone();
+                    Some(Arc::new(match &self.drm.provider {
+                        None => EventEncryption::cbcs(&settings.id, schedule, keys),
+                        Some((source, systems, wait)) => {
+                            let feed =
+                                KeyFeed::new(source.clone(), &settings.id, systems.clone(), *wait);
+                            EventEncryption::cbcs_from(
+                                &settings.id,
+                                schedule,
+                                keys,
+                                feed,
+                                self.drm.clearkey,
+                            )
+                        }
+                    }))
+                }
             };
         Packager::new(PackagerConfig {
             target_duration: self.packager.segment_target,

@@ -30,6 +30,11 @@ impl KeyId {
         KeyId(hex::encode(b))
     }
 
+    /// The id of the 128-bit KID `kid` (one a DRM key provider gave).
+    pub(crate) fn from_kid(kid: &[u8; 16]) -> KeyId {
+        KeyId(hex::encode(kid))
+    }
+
     /// The id's 16 bytes when it is a 128-bit KID (32 hex digits).
     pub fn kid(&self) -> Option<[u8; 16]> {
         let mut b = [0u8; 16];

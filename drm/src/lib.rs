@@ -1,4 +1,5 @@
-//! weir's DRM: content keys, AES-128 segment encryption and `cbcs` sample encryption.
+//! weir's DRM: content keys, AES-128 segment encryption and `cbcs` sample encryption, and
+//! keys from commercial DRM key providers over SPEKE v2.0 ([`speke`]).
 //!
 //! ```text
 //! packager --key(msn)--> EventEncryption  --period of msn (RotationSchedule)--> a new key

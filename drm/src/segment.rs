@@ -13,6 +13,7 @@ use weir_packager::{EncryptionMethod, MediaSequence, Pattern, SegmentEncryption,
 use crate::cipher::encrypt;
 use crate::key::{ContentKey, KeyId};
 use crate::schedule::RotationSchedule;
+use crate::speke::{KeyFeed, ProvidedKey};
 use crate::store::KeyProvider;
 use crate::systems::{clearkey_tag, pssh_box, CLEARKEY_SYSTEM_ID};
 
@@ -24,8 +25,15 @@ pub struct EventEncryption {
     method: EncryptionMethod,
     schedule: RotationSchedule,
     provider: Arc<dyn KeyProvider>,
+    /// `cbcs` keys from a DRM key provider, if the event has one.
+    feed: Option<KeyFeed>,
+    /// Whether `cbcs` keys are named for W3C ClearKey (and kept in `provider` for the
+    /// edge's licences).
+    clearkey: bool,
     /// The keys in use, by period.
     periods: Mutex<BTreeMap<u64, (KeyId, SegmentKey)>>,
+    /// The key provider's last good answer, used again while it fails.
+    last_provided: Mutex<Option<ProvidedKey>>,
 }
 
 impl EventEncryption {
@@ -50,6 +58,32 @@ impl EventEncryption {
         EventEncryption::with_method(event, EncryptionMethod::SampleAes, schedule, provider)
     }
 
+    /// `cbcs` encryption for `event` on `schedule` whose keys, and the FairPlay, Widevine
+    /// and PlayReady signalling that names them (`EXT-X-KEY` tags, `pssh` boxes), come from
+    /// a DRM key provider through `feed`; the first period's key is asked for at once, each
+    /// next one when its predecessor comes into use. With `clearkey`, each key is also named
+    /// for W3C ClearKey and kept in `provider` for the edge's licences (for tests and
+    /// browsers without a commercial CDM; off in production, where the key must only reach
+    /// a DRM's licence server).
+    ///
+    /// When the key provider fails, the last key it gave is used again (the period is not
+    /// rotated; logged, `weir_drm_key_provider_errors_total`); with no key from it yet, a
+    /// local key is used, which only ClearKey (if on) names: segments are never clear.
+    pub fn cbcs_from(
+        event: &str,
+        schedule: RotationSchedule,
+        provider: Arc<dyn KeyProvider>,
+        feed: KeyFeed,
+        clearkey: bool,
+    ) -> EventEncryption {
+        feed.prefetch(schedule.period(0));
+        let mut e =
+            EventEncryption::with_method(event, EncryptionMethod::SampleAes, schedule, provider);
+        e.feed = Some(feed);
+        e.clearkey = clearkey;
+        e
+    }
+
     fn with_method(
         event: &str,
         method: EncryptionMethod,
@@ -61,7 +95,10 @@ impl EventEncryption {
             method,
             schedule,
             provider,
+            feed: None,
+            clearkey: true,
             periods: Mutex::new(BTreeMap::new()),
+            last_provided: Mutex::new(None),
         }
     }
 
@@ -72,31 +109,79 @@ impl EventEncryption {
 
     /// A new key for segments from `msn` on, as the packager names it.
     fn generate(&self, msn: MediaSequence) -> (KeyId, SegmentKey) {
-        let key = match self.method {
-            EncryptionMethod::Aes128 => ContentKey::generate(msn.0),
+        let mut key = match self.method {
+            EncryptionMethod::Aes128 => return self.aes128(ContentKey::generate(msn.0)),
             EncryptionMethod::SampleAes => ContentKey::generate_cenc(msn.0),
         };
-        if let Err(e) = self.provider.put(&self.event, &key) {
-            // Kept in memory all the same: the live event plays on.
-            tracing::error!(event = %self.event, key_id = %key.id, error = %e, "content key not persisted");
+        let mut tags = Vec::new();
+        let mut pssh = Vec::new();
+        if let Some(provided) = self.provided(msn) {
+            key.id = KeyId::from_kid(&provided.kid);
+            key.key = provided.key;
+            key.iv = provided.iv.unwrap_or(key.iv);
+            for s in provided.systems {
+                tags.push(s.media_key_tag);
+                pssh.extend(s.pssh.unwrap_or_default());
+            }
+        }
+        let kid = key
+            .id
+            .kid()
+            .unwrap_or_else(|| unreachable!("cbcs KIDs are 16 bytes"));
+        if self.clearkey {
+            self.keep(&key);
+            tags.insert(0, clearkey_tag(&self.event, &kid));
+            pssh.splice(0..0, pssh_box(&CLEARKEY_SYSTEM_ID, &[kid], &[]));
         }
         tracing::info!(event = %self.event, key_id = %key.id, first_msn = msn.0, "new content key");
         metrics::counter!("weir_drm_keys_created_total").increment(1);
-        let segment_key = match (self.method, key.id.kid()) {
-            (EncryptionMethod::SampleAes, Some(kid)) => SegmentKey::sample_aes(
-                kid,
-                key.iv,
-                key.key,
-                vec![clearkey_tag(&self.event, &kid)],
-                Bytes::from(pssh_box(&CLEARKEY_SYSTEM_ID, &[kid], &[])),
-            ),
-            _ => SegmentKey::new(
-                format!("/keys/{}/{}", self.event, key.id).into(),
-                key.iv,
-                key.key,
-            ),
-        };
+        let segment_key = SegmentKey::sample_aes(kid, key.iv, key.key, tags, Bytes::from(pssh));
         (key.id, segment_key)
+    }
+
+    /// An AES-128 key, kept in the key provider, named by the edge's key route.
+    fn aes128(&self, key: ContentKey) -> (KeyId, SegmentKey) {
+        self.keep(&key);
+        tracing::info!(event = %self.event, key_id = %key.id, first_msn = key.first_msn, "new content key");
+        metrics::counter!("weir_drm_keys_created_total").increment(1);
+        let uri = format!("/keys/{}/{}", self.event, key.id);
+        (key.id, SegmentKey::new(uri.into(), key.iv, key.key))
+    }
+
+    /// Puts `key` in the key provider (for the edge).
+    fn keep(&self, key: &ContentKey) {
+        if let Err(e) = self.provider.put(&self.event, key) {
+            // Kept in memory all the same: the live event plays on.
+            tracing::error!(event = %self.event, key_id = %key.id, error = %e, "content key not persisted");
+        }
+    }
+
+    /// The DRM key provider's key for the period of `msn` (asking for the next period's),
+    /// or its last good one when it fails; `None` without a key provider or any answer.
+    fn provided(&self, msn: MediaSequence) -> Option<ProvidedKey> {
+        let feed = self.feed.as_ref()?;
+        let period = self.schedule.period(msn.0);
+        let answer = feed.take(period);
+        if self.schedule.last_msn(period).is_some() {
+            feed.prefetch(period + 1);
+        }
+        let mut last = self.last_provided.lock().unwrap_or_else(|e| e.into_inner());
+        match answer {
+            Ok(mut p) => {
+                // The IV is fixed now, so that a key used again is the same key.
+                p.iv.get_or_insert_with(|| ContentKey::generate_cenc(msn.0).iv);
+                *last = Some(p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                metrics::counter!("weir_drm_key_provider_errors_total").increment(1);
+                tracing::error!(
+                    event = %self.event, period, error = %e,
+                    "no key from the DRM key provider: the last one is used again (a local key if none)"
+                );
+                last.clone()
+            }
+        }
     }
 }
 
@@ -146,10 +231,12 @@ impl SegmentEncryption for EventEncryption {
         if done.is_empty() {
             return;
         }
-        let ids: Vec<KeyId> = done
+        let mut ids: Vec<KeyId> = done
             .iter()
             .filter_map(|p| periods.remove(p).map(|(id, _)| id))
             .collect();
+        // A key used again for a later period (its key provider failing) stays.
+        ids.retain(|id| periods.values().all(|(kept, _)| kept != id));
         drop(periods);
         tracing::debug!(event = %self.event, keys = ids.len(), "content keys released");
         self.provider.remove(&self.event, &ids);
@@ -157,38 +244,5 @@ impl SegmentEncryption for EventEncryption {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::KeyStore;
-    use std::num::NonZeroU32;
-
-    #[test]
-    fn a_key_per_period_kept_until_its_segments_are_gone() {
-        let store = Arc::new(KeyStore::in_memory());
-        let e = EventEncryption::new(
-            "ev",
-            RotationSchedule::new(100, NonZeroU32::new(2)),
-            store.clone(),
-        );
-        let k = |m| e.key(MediaSequence(m));
-        assert!(k(100).same_as(&k(101)));
-        assert!(!k(101).same_as(&k(102)));
-        assert!(k(102).uri().starts_with("/keys/ev/"));
-        let id = |key: &SegmentKey| key.uri().rsplit('/').next().unwrap().to_string();
-        let first = id(&k(100));
-        assert_eq!(store.get("ev", &first), Some(*k(100).secret()));
-        // Segment 100 gone: its key stays (101 uses it); 101 gone: it goes.
-        e.release_through(MediaSequence(100));
-        assert!(store.get("ev", &first).is_some());
-        e.release_through(MediaSequence(101));
-        assert_eq!(store.get("ev", &first), None);
-        assert_eq!(e.keys_held(), 1);
-        // What it encrypts decrypts with the key and IV the playlist names.
-        let key = k(102);
-        let c = e.encrypt(&key, b"moof mdat");
-        assert_eq!(
-            crate::decrypt(key.secret(), key.iv(), &c).unwrap(),
-            b"moof mdat"
-        );
-    }
-}
+#[path = "segment_tests.rs"]
+mod tests;

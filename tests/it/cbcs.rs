@@ -1,8 +1,8 @@
 //! `cbcs` DRM packaging (`METHOD=SAMPLE-AES` over CMAF): a token-protected event with key
 //! rotation; the edge's ClearKey licence endpoint hands the keys to token holders only;
-//! shaka-packager decrypts weir's segments with those keys (across a rotation, named by
-//! `seig` sample groups) and the result is frame-exact against the published input; ffmpeg
-//! decrypts a segment on its own; raw segments do not decode.
+//! shaka-packager decrypts weir's segments with those keys (across a rotation, each key
+//! period with its own init segment) and the result is frame-exact against the published
+//! input; ffmpeg decrypts a segment on its own; raw segments do not decode.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use crate::tokens::{hand_token, unix_now, with_token};
 const SECRET: &str = "it-cbcs-token-secret-0123456789abcdef";
 const KEK: &str = "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";
 
-fn shaka_packager() -> PathBuf {
+pub(crate) fn shaka_packager() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/player/node_modules/shaka-packager/bin/packager-linux-x64")
 }
@@ -90,7 +90,7 @@ fn post(url: &str, body: &str) -> (u16, String, Option<String>) {
 
 /// The md5 column of `ffmpeg -f framemd5` over `input`'s stream `map`, decoded or (with
 /// `copy`) as packets; empty when ffmpeg fails.
-fn frame_md5s(input: &Path, map: &str, copy: bool, extra: &[&str]) -> Vec<String> {
+pub(crate) fn frame_md5s(input: &Path, map: &str, copy: bool, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<&str> = vec!["-nostdin", "-v", "error"];
     args.extend_from_slice(extra);
     let input = input.to_str().unwrap();
@@ -110,7 +110,7 @@ fn frame_md5s(input: &Path, map: &str, copy: bool, extra: &[&str]) -> Vec<String
         .collect()
 }
 
-fn contains_run(haystack: &[String], needle: &[String]) -> bool {
+pub(crate) fn contains_run(haystack: &[String], needle: &[String]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -22,6 +22,7 @@ mod live;
 mod lowlatency;
 mod reconnect;
 mod rtmp_bounds;
+mod speke;
 mod srt;
 mod timeline;
 mod tokens;

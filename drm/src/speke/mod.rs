@@ -19,14 +19,16 @@
 //!
 //! A fetch blocks for one HTTP exchange (bounded by the client's timeout), so it runs ahead of
 //! the period that needs the key, never on the packager's thread: the design is a source that
-//! fetches period `p + 1` while `p` plays (see `docs/DRM.md`).
+//! fetches period `p + 1` while `p` plays ([`KeyFeed`]).
 
 mod cpix;
+mod feed;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use cpix::{parse_response, request_document, CpixError};
+pub use feed::KeyFeed;
 
 /// A commercial DRM system a key provider can sign keys for (its CENC system ID, ISO/IEC
 /// 23001-7 §8.1.2, from the DASH-IF identifier registry).
