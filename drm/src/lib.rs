@@ -24,7 +24,7 @@ mod store;
 mod systems;
 
 // The public interface.
-pub use cbcs::{decrypt_sample, encrypt_sample};
+pub use cbcs::{decrypt_sample, encrypt_runs, encrypt_sample};
 pub use cipher::{decrypt, encrypt, CipherError};
 pub use key::{ContentKey, KeyId};
 pub use schedule::RotationSchedule;

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use weir_media::Subsample;
 use weir_packager::{EncryptionMethod, MediaSequence, Pattern, SegmentEncryption, SegmentKey};
 
 use crate::cipher::encrypt;
@@ -205,18 +204,18 @@ impl SegmentEncryption for EventEncryption {
         Bytes::from(encrypt(key.secret(), key.iv(), plain))
     }
 
-    fn encrypt_sample(
+    fn encrypt_runs(
         &self,
         key: &SegmentKey,
-        sample: &mut [u8],
-        subsamples: &[Subsample],
+        data: &mut [u8],
+        runs: &[std::ops::Range<usize>],
         pattern: Pattern,
     ) {
-        crate::cbcs::encrypt_sample(
+        crate::cbcs::encrypt_runs(
             key.secret(),
             key.iv(),
-            sample,
-            subsamples,
+            data,
+            runs,
             (pattern.crypt, pattern.skip),
         );
     }

@@ -29,5 +29,5 @@ pub use codec::{AacConfig, AvcConfig, CodecConfig, AAC_SAMPLES_PER_FRAME};
 pub use error::MediaError;
 pub use frame::{Frame, TrackInfo, TrackKind};
 pub use hevc::HevcConfig;
-pub use protected::{ProtectedRanges, Subsample};
+pub use protected::{protected_runs, ProtectedRanges, Subsample};
 pub use time::{Timescale, Timestamp};

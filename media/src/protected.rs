@@ -316,6 +316,33 @@ impl<R: BitRead> BitRead for Counting<R> {
     }
 }
 
+/// Appends to `runs` the protected byte ranges of a sample of `len` bytes that starts at
+/// `base` (in the buffer the ranges index) and has the subsample map `subsamples`: one range
+/// per subsample's protected bytes, clipped to the sample, or the whole sample when the map
+/// is empty (audio). Each range is one CBC chain of the `cbcs` cipher (ISO/IEC 23001-7
+/// §10.4.2: the chain restarts at every subsample).
+pub fn protected_runs(
+    len: usize,
+    subsamples: &[Subsample],
+    base: usize,
+    runs: &mut Vec<std::ops::Range<usize>>,
+) {
+    if subsamples.is_empty() {
+        runs.push(base..base + len);
+        return;
+    }
+    let mut at = 0usize;
+    for s in subsamples {
+        at = at.saturating_add(usize::from(s.clear));
+        if at >= len {
+            return;
+        }
+        let end = at.saturating_add(s.protected as usize).min(len);
+        runs.push(base + at..base + end);
+        at = end;
+    }
+}
+
 #[cfg(test)]
 #[path = "protected_tests.rs"]
 mod tests;

@@ -16,7 +16,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weir_media::Subsample;
 
 use crate::MediaSequence;
 
@@ -160,14 +159,16 @@ pub trait SegmentEncryption: Send + Sync + fmt::Debug {
     /// `plain` (one whole segment or part) encrypted with `key` (`AES-128` only).
     fn encrypt(&self, key: &SegmentKey, plain: &[u8]) -> Bytes;
 
-    /// `sample` encrypted in place with `key` (`SAMPLE-AES` only): the protected bytes of each
-    /// of `subsamples` (the whole sample when empty) by `pattern`, with the key's constant IV
-    /// (ISO/IEC 23001-7 §10.4).
-    fn encrypt_sample(
+    /// `data` (a fragment's `mdat` payload) encrypted in place with `key` (`SAMPLE-AES`
+    /// only): each of `runs` (byte ranges of `data`, not overlapping: a subsample's
+    /// protected bytes, or a whole audio sample) is one CBC chain from the key's constant IV
+    /// over the blocks `pattern` selects (ISO/IEC 23001-7 §10.4). All of a fragment's runs
+    /// come in one call, so that their chains can be encrypted side by side.
+    fn encrypt_runs(
         &self,
         key: &SegmentKey,
-        sample: &mut [u8],
-        subsamples: &[Subsample],
+        data: &mut [u8],
+        runs: &[std::ops::Range<usize>],
         pattern: Pattern,
     );
 

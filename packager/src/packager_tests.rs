@@ -533,11 +533,11 @@ impl crate::SegmentEncryption for Marking {
         let period = key.uri().rsplit('/').next().unwrap();
         [plain, format!("|k{period}").as_bytes()].concat().into()
     }
-    fn encrypt_sample(
+    fn encrypt_runs(
         &self,
         _: &crate::SegmentKey,
         _: &mut [u8],
-        _: &[weir_media::Subsample],
+        _: &[std::ops::Range<usize>],
         _: crate::Pattern,
     ) {
         unreachable!("an AES-128 event encrypts no samples")
@@ -618,22 +618,15 @@ impl crate::SegmentEncryption for Flipping {
     fn encrypt(&self, _: &crate::SegmentKey, _: &[u8]) -> bytes::Bytes {
         unreachable!("a SAMPLE-AES event encrypts no whole segment")
     }
-    fn encrypt_sample(
+    fn encrypt_runs(
         &self,
         _: &crate::SegmentKey,
-        sample: &mut [u8],
-        map: &[weir_media::Subsample],
+        data: &mut [u8],
+        runs: &[std::ops::Range<usize>],
         _: crate::Pattern,
     ) {
-        if map.is_empty() {
-            sample.iter_mut().for_each(|b| *b ^= 0xff);
-        }
-        let mut at = 0;
-        for m in map {
-            at += usize::from(m.clear);
-            let end = at + m.protected as usize;
-            sample[at..end].iter_mut().for_each(|b| *b ^= 0xff);
-            at = end;
+        for run in runs {
+            data[run.clone()].iter_mut().for_each(|b| *b ^= 0xff);
         }
     }
     fn release_through(&self, _: MediaSequence) {}

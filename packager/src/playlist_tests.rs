@@ -188,11 +188,11 @@ impl crate::SegmentEncryption for EveryTwo {
     fn encrypt(&self, _: &crate::SegmentKey, plain: &[u8]) -> bytes::Bytes {
         bytes::Bytes::copy_from_slice(plain)
     }
-    fn encrypt_sample(
+    fn encrypt_runs(
         &self,
         _: &crate::SegmentKey,
         _: &mut [u8],
-        _: &[weir_media::Subsample],
+        _: &[std::ops::Range<usize>],
         _: crate::Pattern,
     ) {
         unreachable!("an AES-128 event encrypts no samples")

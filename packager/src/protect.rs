@@ -97,8 +97,8 @@ impl TrackProtection {
         }
         let encryption = &self.encryption;
         let pattern = self.pattern;
-        let encrypt = |sample: &mut [u8], map: &[Subsample]| {
-            encryption.encrypt_sample(&key, sample, map, pattern)
+        let encrypt = |payload: &mut [u8], runs: &[std::ops::Range<usize>]| {
+            encryption.encrypt_runs(&key, payload, runs, pattern)
         };
         let protection = FragmentProtection {
             maps: &self.maps,

@@ -3,11 +3,16 @@
 //! fragment. A fragment's key is always its init segment's (`tenc`): keys rotate with init
 //! segments.
 
+use std::ops::Range;
+
 use bytes::{BufMut, BytesMut};
-use weir_media::Subsample;
+use weir_media::{protected_runs, Subsample};
 
 use super::{begin, begin_full, end};
 use crate::Pattern;
+
+/// Encrypts an `mdat` payload in place, given its protected runs.
+pub(crate) type PayloadCipher<'a> = dyn Fn(&mut [u8], &[Range<usize>]) + 'a;
 
 /// What an encrypted track's init segment declares: the default key ID and constant IV
 /// (`tenc`), the pattern, and the key systems' `pssh` boxes.
@@ -26,8 +31,9 @@ pub(crate) struct FragmentProtection<'a> {
     pub(crate) maps: &'a [Subsample],
     /// How many entries of `maps` each sample has (one count per sample, or none).
     pub(crate) counts: &'a [u16],
-    /// Encrypts one sample in place, given its map.
-    pub(crate) encrypt: &'a dyn Fn(&mut [u8], &[Subsample]),
+    /// Encrypts the `mdat` payload in place, given its protected runs (byte ranges of the
+    /// payload, one CBC chain each: a subsample's protected bytes, or a whole sample).
+    pub(crate) encrypt: &'a PayloadCipher<'a>,
 }
 
 /// `sinf` (ISO/IEC 14496-12 §8.12, 23001-7 §8.1-8.2) for a sample entry whose original
@@ -118,22 +124,26 @@ pub(crate) fn traf_boxes(
     end(buf, b);
 }
 
-/// Encrypts the samples of the `mdat` payload that starts at `buf[at..]`, of the given sizes.
+/// Encrypts the samples of the `mdat` payload that starts at `buf[at..]`, of the given sizes:
+/// every sample's protected runs in one call, so the cipher can interleave their chains.
 pub(crate) fn encrypt_payload(
     buf: &mut BytesMut,
-    mut at: usize,
+    at: usize,
     sizes: impl Iterator<Item = usize>,
     p: &FragmentProtection<'_>,
 ) {
     let mut maps = p.maps;
     let mut counts = p.counts.iter();
+    let mut runs = Vec::with_capacity(p.maps.len().max(p.counts.len()) + 1);
+    let mut base = 0;
     for size in sizes {
         let n = counts.next().map_or(0, |n| usize::from(*n));
         let (mine, rest) = maps.split_at(n.min(maps.len()));
         maps = rest;
-        (p.encrypt)(&mut buf[at..at + size], mine);
-        at += size;
+        protected_runs(size, mine, base, &mut runs);
+        base += size;
     }
+    (p.encrypt)(&mut buf[at..at + base], &runs);
 }
 
 #[cfg(test)]

@@ -109,14 +109,9 @@ fn an_encrypted_fragment_points_at_its_sample_information_and_encrypts_only_prot
     ];
     let counts = [1u16, 2, 1];
     // A fake cipher: flips every protected byte.
-    let flip = |s: &mut [u8], map: &[Subsample]| {
-        let mut at = 0;
-        for m in map {
-            at += usize::from(m.clear);
-            s[at..at + m.protected as usize]
-                .iter_mut()
-                .for_each(|b| *b ^= 0xff);
-            at += m.protected as usize;
+    let flip = |s: &mut [u8], runs: &[std::ops::Range<usize>]| {
+        for run in runs {
+            s[run.clone()].iter_mut().for_each(|b| *b ^= 0xff);
         }
     };
     let p = FragmentProtection {
