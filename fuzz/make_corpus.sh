@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 c=corpus
 rm -rf "$c"
-mkdir -p "$c"/{rtmp_session,flv_tags,codec_configs,mpegts,route,directives}
+mkdir -p "$c"/{rtmp_session,flv_tags,codec_configs,mpegts,route,directives,protected_ranges}
 src=../assets/media/bigbuckbunny.mp4
 # Tiny pictures keep every frame far under the pre-publish message limit (16 KiB).
 ffmpeg -v error -y -i "$src" -t 0.6 -vf scale=96:54 -c:v libx264 -g 6 -bf 2 \
@@ -59,4 +59,33 @@ for q in '_HLS_msn=1763716172123&_HLS_part=3' '_HLS_msn=12' '_HLS_skip=YES' '_HL
   'token=kid=k1~exp=1~ev=demo~sig=00&_HLS_msn=2&_HLS_part=0' '_HLS_part=1'; do
   i=$((i + 1)); printf '%s' "$q" > "$c/directives/$i"
 done
+# protected_ranges: selector byte (0 H.264, 1 HEVC) + the first samples of the shaka-packager
+# fixtures (their slice headers are clear).
+python3 - "$c" <<'PY'
+import struct, sys
+c = sys.argv[1]
+def boxes(d):
+    at, out = 0, []
+    while at + 8 <= len(d):
+        size = struct.unpack('>I', d[at:at+4])[0]
+        out.append((d[at+4:at+8], at, size))
+        at += size
+    return out
+def body(d, kind):
+    b = next(x for x in boxes(d) if x[0] == kind)
+    return d[b[1]+8:b[1]+b[2]], b[1]
+for name, sel in (('cabac', 0), ('hevc', 1)):
+    seg = open(f'../assets/testdata/shaka-cbcs/{name}_1.m4s', 'rb').read()
+    moof, moof_at = body(seg, b'moof')
+    traf, _ = body(moof, b'traf')
+    trun, _ = body(traf, b'trun')
+    flags, count = struct.unpack('>I', trun[:4])[0] & 0xffffff, struct.unpack('>I', trun[4:8])[0]
+    at, pos = 12 + (4 if flags & 4 else 0), moof_at + struct.unpack('>i', trun[8:12])[0]
+    for i in range(3):
+        at += 4 if flags & 0x100 else 0
+        size = struct.unpack('>I', trun[at:at+4])[0]
+        at += 4 + (4 if flags & 0x400 else 0) + (4 if flags & 0x800 else 0)
+        open(f'{c}/protected_ranges/{name}{i}', 'wb').write(bytes([sel]) + seg[pos:pos+size])
+        pos += size
+PY
 du -sh "$c"/*

@@ -3,7 +3,7 @@
 //! entry, and weir's cipher turns the clear sample into shaka's bytes exactly.
 
 use bytes::Bytes;
-use weir_media::{AvcConfig, CodecConfig, ProtectedRanges, Subsample};
+use weir_media::{AvcConfig, CodecConfig, HevcConfig, ProtectedRanges, Subsample};
 
 const KEY: [u8; 16] = [
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
@@ -46,9 +46,9 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// The avcC record inside a video init segment.
-fn avc_record(init: &[u8]) -> Bytes {
-    let at = init.windows(4).position(|w| w == b"avcC").unwrap();
+/// The body of the first `fourcc` box (an `avcC` or `hvcC` record) in a video init segment.
+fn record(init: &[u8], fourcc: &[u8; 4]) -> Bytes {
+    let at = init.windows(4).position(|w| w == fourcc).unwrap();
     let size = u32_at(init, at - 4) as usize;
     Bytes::copy_from_slice(&init[at + 4..at - 4 + size])
 }
@@ -115,7 +115,11 @@ fn samples(segment: &[u8]) -> Vec<(Vec<u8>, Vec<Subsample>)> {
 fn check_video(name: &str) {
     let init = fixture(&format!("{name}_init.mp4"));
     let segment = fixture(&format!("{name}_1.m4s"));
-    let codec = CodecConfig::H264(AvcConfig::parse(avc_record(&init)).unwrap());
+    let codec = if name == "hevc" {
+        CodecConfig::H265(HevcConfig::parse(record(&init, b"hvcC")).unwrap())
+    } else {
+        CodecConfig::H264(AvcConfig::parse(record(&init, b"avcC")).unwrap())
+    };
     let mut ranges = ProtectedRanges::new(&codec).unwrap();
     let samples = samples(&segment);
     assert_eq!(samples.len(), 25, "one second at 25 fps");
@@ -132,6 +136,11 @@ fn check_video(name: &str) {
         protected_bytes += map.iter().map(|s| s.protected).sum::<u32>();
     }
     assert!(protected_bytes > 1000, "{name}: slices are protected");
+}
+
+#[test]
+fn hevc_slice_segments_map_and_encrypt_as_shaka_packager_does() {
+    check_video("hevc");
 }
 
 #[test]

@@ -182,13 +182,13 @@ fn nal_arrays(r: &[u8]) -> Result<Vec<&[u8]>, MediaError> {
 }
 
 /// Exp-Golomb bit reader over an RBSP (emulation prevention bytes removed).
-struct Bits {
+pub(crate) struct Bits {
     data: Vec<u8>,
     pos: usize,
 }
 
 impl Bits {
-    fn new(nal: &[u8]) -> Bits {
+    pub(crate) fn new(nal: &[u8]) -> Bits {
         let mut data = Vec::with_capacity(nal.len());
         let mut zeros = 0;
         for &b in nal {
@@ -202,23 +202,40 @@ impl Bits {
         Bits { data, pos: 0 }
     }
 
-    fn bit(&mut self) -> Option<u32> {
+    /// Bits read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A flag (`u(1)`).
+    pub(crate) fn flag(&mut self) -> Option<bool> {
+        Some(self.bit()? == 1)
+    }
+
+    /// A signed Exp-Golomb value (`se(v)`).
+    pub(crate) fn se(&mut self) -> Option<i32> {
+        let k = self.ue()?;
+        let magnitude = k.div_ceil(2) as i32;
+        Some(if k % 2 == 1 { magnitude } else { -magnitude })
+    }
+
+    pub(crate) fn bit(&mut self) -> Option<u32> {
         let byte = self.data.get(self.pos / 8)?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
         Some(u32::from(bit))
     }
 
-    fn bits(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn bits(&mut self, n: u32) -> Option<u32> {
         (0..n).try_fold(0, |v, _| Some(v << 1 | self.bit()?))
     }
 
-    fn skip(&mut self, n: usize) -> Option<()> {
+    pub(crate) fn skip(&mut self, n: usize) -> Option<()> {
         self.pos += n;
         (self.pos <= self.data.len() * 8).then_some(())
     }
 
-    fn ue(&mut self) -> Option<u32> {
+    pub(crate) fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while self.bit()? == 0 {
             zeros += 1;
@@ -228,6 +245,23 @@ impl Bits {
         }
         Some((1u32 << zeros) - 1 + self.bits(zeros)?)
     }
+}
+
+/// Skips `profile_tier_level(1, sub_layers)` (H.265 §7.3.3): the general part (88 bits and
+/// `general_level_idc`), the sub-layer presence flags and what they say is present.
+pub(crate) fn skip_profile_tier_level(b: &mut Bits, sub_layers: usize) -> Option<()> {
+    b.skip(96)?;
+    let mut present = Vec::with_capacity(sub_layers);
+    for _ in 0..sub_layers {
+        present.push((b.bit()?, b.bit()?));
+    }
+    if sub_layers > 0 {
+        b.skip(2 * (8 - sub_layers))?;
+    }
+    for (profile, level) in present {
+        b.skip(88 * profile as usize + 8 * level as usize)?;
+    }
+    Some(())
 }
 
 /// What an `hvcC` needs from an SPS.
@@ -253,18 +287,7 @@ fn sps_info(nal: &[u8]) -> Option<SpsInfo> {
     b.skip(4)?; // sps_video_parameter_set_id
     let sub_layers = b.bits(3)? as usize; // sps_max_sub_layers_minus1
     let temporal_id_nesting = b.bit()? == 1;
-    // profile_tier_level(1, sub_layers): general part, 88 bits + general_level_idc.
-    b.skip(96)?;
-    let mut present = Vec::with_capacity(sub_layers);
-    for _ in 0..sub_layers {
-        present.push((b.bit()?, b.bit()?));
-    }
-    if sub_layers > 0 {
-        b.skip(2 * (8 - sub_layers))?;
-    }
-    for (profile, level) in present {
-        b.skip(88 * profile as usize + 8 * level as usize)?;
-    }
+    skip_profile_tier_level(&mut b, sub_layers)?;
     b.ue()?; // sps_seq_parameter_set_id
     let chroma = b.ue()?;
     if chroma == 3 {

@@ -20,6 +20,7 @@ mod codec;
 mod error;
 mod frame;
 mod hevc;
+mod hevc_slice;
 mod protected;
 mod time;
 

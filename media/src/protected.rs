@@ -6,6 +6,9 @@
 //!   byte holding its last bit rounded up: CABAC's alignment bits, CAVLC's first
 //!   macroblock bits, stay clear). NAL units that are not slices (SEI, AUD, parameter sets)
 //!   are clear. Parameter sets sent in band update the map's context.
+//! - HEVC video: the same with slice segments (VCL NAL units, types 0-31): the NAL header
+//!   (2 bytes) and the slice segment header through its byte alignment stay clear
+//!   (`hevc_slice`).
 //! - Audio (AAC): the whole sample is protected (no subsamples).
 //!
 //! Consecutive clear runs are merged into the next protected range's clear bytes, and a clear
@@ -20,6 +23,7 @@ use h264_reader::nal::NalHeader;
 use h264_reader::rbsp::{decode_nal, BitRead, BitReader, BitReaderError, Primitive};
 use h264_reader::Context;
 
+use crate::hevc_slice::HevcParameterSets;
 use crate::{CodecConfig, MediaError};
 
 /// One subsample of a protected sample (ISO/IEC 23001-7 §7.2.2 `senc`): `clear` bytes in the
@@ -50,6 +54,10 @@ enum Kind {
         ctx: Box<Context>,
         nal_length_size: usize,
     },
+    H265 {
+        sets: Box<HevcParameterSets>,
+        nal_length_size: usize,
+    },
 }
 
 impl std::fmt::Debug for ProtectedRanges {
@@ -57,6 +65,7 @@ impl std::fmt::Debug for ProtectedRanges {
         f.write_str(match self.kind {
             Kind::Whole => "ProtectedRanges(whole samples)",
             Kind::H264 { .. } => "ProtectedRanges(H.264 slices)",
+            Kind::H265 { .. } => "ProtectedRanges(HEVC slice segments)",
         })
     }
 }
@@ -65,9 +74,9 @@ impl ProtectedRanges {
     /// The maps for a track of codec `codec`.
     ///
     /// # Errors
-    /// [`MediaError::Unsupported`] for HEVC and AV1 video (their slice and tile headers are
-    /// not read yet); [`MediaError::InvalidAvcConfig`] when the record's parameter sets do
-    /// not parse.
+    /// [`MediaError::Unsupported`] for AV1 video (its tile headers are not read yet);
+    /// [`MediaError::InvalidAvcConfig`] when the record's parameter sets do not parse (an
+    /// `hvcC`'s too, as `HevcConfig` reports them).
     pub fn new(codec: &CodecConfig) -> Result<ProtectedRanges, MediaError> {
         let kind = match codec {
             CodecConfig::Aac(_) => Kind::Whole,
@@ -81,8 +90,19 @@ impl ProtectedRanges {
                     nal_length_size: usize::from(avc.nal_length_size),
                 }
             }
-            CodecConfig::H265(_) => {
-                return Err(MediaError::Unsupported("cbcs encryption of HEVC video"))
+            CodecConfig::H265(hevc) => {
+                let mut sets = Box::<HevcParameterSets>::default();
+                for nal in hevc.parameter_sets() {
+                    sets.put(nal).ok_or_else(|| {
+                        MediaError::InvalidAvcConfig(
+                            "hvcC: a parameter set that does not parse".into(),
+                        )
+                    })?;
+                }
+                Kind::H265 {
+                    sets,
+                    nal_length_size: usize::from(hevc.nal_length_size),
+                }
             }
             CodecConfig::Av1(_) => {
                 return Err(MediaError::Unsupported("cbcs encryption of AV1 video"))
@@ -105,14 +125,15 @@ impl ProtectedRanges {
     /// does not parse (its parameter set is unknown, or it is cut short).
     pub fn map(&mut self, sample: &[u8], out: &mut Vec<Subsample>) -> Result<(), MediaError> {
         out.clear();
-        let Kind::H264 {
-            ctx,
-            nal_length_size,
-        } = &mut self.kind
-        else {
-            return Ok(());
+        let n = match &self.kind {
+            Kind::Whole => return Ok(()),
+            Kind::H264 {
+                nal_length_size, ..
+            }
+            | Kind::H265 {
+                nal_length_size, ..
+            } => *nal_length_size,
         };
-        let n = *nal_length_size;
         let mut clear = 0usize;
         let mut at = 0usize;
         while at < sample.len() {
@@ -126,27 +147,70 @@ impl ProtectedRanges {
                 .get(at + n..at + n + len)
                 .ok_or(MediaError::InvalidSample("a NAL unit overruns its sample"))?;
             at += n + len;
-            let Some(&first) = nal.first() else {
-                clear += n;
-                continue;
+            // The clear bytes of the NAL unit: all of it, or its headers before a slice's data.
+            let header = match &mut self.kind {
+                Kind::H264 { ctx, .. } => h264_clear(ctx, nal)?,
+                Kind::H265 { sets, .. } => hevc_clear(sets, nal)?,
+                Kind::Whole => None,
             };
-            match first & 0x1f {
-                1 | 5 => {
-                    let header = 1 + slice_header_len(ctx, nal)?;
+            match header {
+                Some(header) => {
                     clear += n + header;
                     push(out, &mut clear, nal.len() - header);
                 }
-                7 | 8 => {
-                    put_parameter_set(ctx, nal)?;
-                    clear += n + nal.len();
-                }
-                _ => clear += n + nal.len(),
+                None => clear += n + nal.len(),
             }
         }
         if clear > 0 {
             push(out, &mut clear, 0);
         }
         Ok(())
+    }
+}
+
+/// For an H.264 NAL unit: the bytes of its NAL and slice headers if it is a slice (`None`:
+/// all clear), taking in parameter sets.
+fn h264_clear(ctx: &mut Context, nal: &[u8]) -> Result<Option<usize>, MediaError> {
+    let Some(&first) = nal.first() else {
+        return Ok(None);
+    };
+    match first & 0x1f {
+        1 | 5 => Ok(Some(1 + slice_header_len(ctx, nal)?)),
+        7 | 8 => {
+            put_parameter_set(ctx, nal)?;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// For an HEVC NAL unit: the bytes of its NAL and slice segment headers if it is a VCL NAL
+/// unit (types 0-31; `None`: all clear), taking in parameter sets.
+fn hevc_clear(sets: &mut HevcParameterSets, nal: &[u8]) -> Result<Option<usize>, MediaError> {
+    let Some(&first) = nal.first() else {
+        return Ok(None);
+    };
+    match (first >> 1) & 0x3f {
+        0..=31 => {
+            let header = sets
+                .slice_header_bytes(&nal[..nal.len().min(HEADER_PREFIX)])
+                .or_else(|| {
+                    (nal.len() > HEADER_PREFIX)
+                        .then(|| sets.slice_header_bytes(nal))
+                        .flatten()
+                })
+                .ok_or(MediaError::InvalidSample(
+                    "a slice segment header that does not parse",
+                ))?;
+            Ok(Some(2 + raw_len(&nal[2..], header)))
+        }
+        32..=34 => {
+            sets.put(nal).ok_or(MediaError::InvalidSample(
+                "a parameter set that does not parse",
+            ))?;
+            Ok(None)
+        }
+        _ => Ok(None),
     }
 }
 

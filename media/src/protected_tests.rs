@@ -31,7 +31,7 @@ fn sample(nals: &[&[u8]]) -> Vec<u8> {
 }
 
 #[test]
-fn audio_is_protected_whole_and_hevc_is_refused() {
+fn audio_is_protected_whole_and_hevc_parameter_sets_are_taken() {
     let aac = CodecConfig::Aac(AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).unwrap());
     let mut r = ProtectedRanges::new(&aac).unwrap();
     assert!(r.whole_samples());
@@ -41,11 +41,51 @@ fn audio_is_protected_whole_and_hevc_is_refused() {
     }];
     r.map(&[1, 2, 3], &mut out).unwrap();
     assert!(out.is_empty());
-    let hevc = HevcConfig::parse(Bytes::from_static(crate::hevc::tests::X265_720P)).unwrap();
+    // libx265's VPS, SPS and PPS parse; an SEI and an AUD are clear, in one subsample.
+    let mut r = ProtectedRanges::new(&hevc()).unwrap();
+    assert!(!r.whole_samples());
+    r.map(
+        &sample(&[&[0x4e, 0x01, 5, 1, 0x80], &[0x46, 0x01, 0x50]]),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        [Subsample {
+            clear: 4 + 5 + 4 + 3,
+            protected: 0
+        }]
+    );
+    // A slice segment naming an unknown PPS (id 5) is an error, not a guess.
+    let slice = [0x02, 0x01, 0b1000_0110, 0xff];
     assert!(matches!(
-        ProtectedRanges::new(&CodecConfig::H265(hevc)),
-        Err(MediaError::Unsupported(_))
+        r.map(&sample(&[&slice]), &mut out),
+        Err(MediaError::InvalidSample(_))
     ));
+}
+
+fn hevc() -> CodecConfig {
+    CodecConfig::H265(HevcConfig::parse(Bytes::from_static(crate::hevc::tests::X265_720P)).unwrap())
+}
+
+fn hevc_nal() -> impl Strategy<Value = Vec<u8>> {
+    // VCL types (TRAIL_R, IDR_W_RADL, CRA), parameter sets, SEI, AUD; random payloads.
+    (
+        prop_oneof![
+            Just(1u8),
+            Just(19),
+            Just(21),
+            Just(33),
+            Just(34),
+            Just(39),
+            Just(35)
+        ],
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(t, mut body)| {
+            body.splice(0..0, [t << 1, 0x01]);
+            body
+        })
 }
 
 #[test]
@@ -147,20 +187,39 @@ fn nal() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// `map` of the sample made of `nals` (of `codec`) covers it exactly, or is an error; only
+/// slices (`is_slice`) are protected, never a length prefix and NAL header (`min_clear`).
+fn covers(
+    codec: &CodecConfig,
+    nals: &[Vec<u8>],
+    is_slice: fn(&[u8]) -> bool,
+    min_clear: u16,
+) -> Result<(), TestCaseError> {
+    let mut r = ProtectedRanges::new(codec).unwrap();
+    let refs: Vec<&[u8]> = nals.iter().map(Vec::as_slice).collect();
+    let s = sample(&refs);
+    let mut out = Vec::new();
+    if r.map(&s, &mut out).is_ok() {
+        let total: usize = out
+            .iter()
+            .map(|x| usize::from(x.clear) + x.protected as usize)
+            .sum();
+        prop_assert_eq!(total, s.len());
+        let slices = nals.iter().filter(|n| is_slice(n)).count();
+        prop_assert!(out.iter().filter(|x| x.protected > 0).count() <= slices);
+        prop_assert!(out.first().is_none_or(|x| x.clear >= min_clear));
+    }
+    Ok(())
+}
+
 proptest! {
     #[test]
+    fn an_hevc_map_covers_its_sample_or_is_an_error(nals in proptest::collection::vec(hevc_nal(), 0..6)) {
+        covers(&hevc(), &nals, |n| (n[0] >> 1) < 32, 6)?;
+    }
+
+    #[test]
     fn a_map_covers_its_sample_or_is_an_error(nals in proptest::collection::vec(nal(), 0..6)) {
-        let mut r = ProtectedRanges::new(&avc()).unwrap();
-        let refs: Vec<&[u8]> = nals.iter().map(Vec::as_slice).collect();
-        let s = sample(&refs);
-        let mut out = Vec::new();
-        if r.map(&s, &mut out).is_ok() {
-            let total: usize = out.iter().map(|x| usize::from(x.clear) + x.protected as usize).sum();
-            prop_assert_eq!(total, s.len());
-            // Only slices are protected, and never their length prefix or NAL header.
-            let slices = nals.iter().filter(|n| matches!(n[0] & 0x1f, 1 | 5)).count();
-            prop_assert!(out.iter().filter(|x| x.protected > 0).count() <= slices);
-            prop_assert!(out.first().is_none_or(|x| x.clear >= 5));
-        }
+        covers(&avc(), &nals, |n| matches!(n[0] & 0x1f, 1 | 5), 5)?;
     }
 }

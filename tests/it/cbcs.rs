@@ -17,6 +17,25 @@ use crate::tokens::{hand_token, unix_now, with_token};
 const SECRET: &str = "it-cbcs-token-secret-0123456789abcdef";
 const KEK: &str = "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";
 
+/// `enc` (an init segment and its segments, video) decrypted by shaka-packager into `dec`
+/// with the key `key` of KID `kid` (hex).
+pub(crate) fn shaka_decrypt(enc: &Path, dec: &Path, kid: &str, key: &str) {
+    let (ok, err) = run(
+        shaka_packager().to_str().unwrap(),
+        &[
+            &format!("in={},stream=video,output={}", enc.display(), dec.display()),
+            "--enable_raw_key_decryption",
+            "--keys",
+            &format!("label=a:key_id={kid}:key={key}"),
+        ],
+    );
+    assert!(
+        ok,
+        "shaka-packager could not decrypt {}: {err}",
+        enc.display()
+    );
+}
+
 pub(crate) fn shaka_packager() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/player/node_modules/shaka-packager/bin/packager-linux-x64")
@@ -284,6 +303,93 @@ fn a_cbcs_event_decrypts_frame_exact_with_the_keys_its_licences_issue() {
     for key in keys.values() {
         assert!(!weir.log().to_lowercase().contains(key), "a key in the log");
     }
+}
+
+#[test]
+fn a_cbcs_hevc_event_decrypts_frame_exact_with_its_licensed_key() {
+    // HEVC (libx265, 2 s GOPs) over Enhanced RTMP from FFmpeg 9, as it was encoded.
+    let flv = crate::ertmp::hevc_flv();
+    let weir = Weir::serve_event("", "passthrough", "encryption = \"cbcs\"");
+    crate::ertmp::publish_with_ffmpeg9(&weir, &flv);
+    let playlist = get(&weir.edge_url("/live/it/source/index.m3u8")).text();
+    let key_line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-KEY:"))
+        .expect(&playlist);
+    let kid = key_line.rsplit("KEYID=0x").next().unwrap().to_lowercase();
+    let ask = format!(
+        "{{\"kids\":[\"{}\"]}}",
+        URL_SAFE_NO_PAD.encode(hex_bytes(&kid))
+    );
+    let (status, body, _) = post(&weir.edge_url("/licence/clearkey/it"), &ask);
+    assert_eq!(status, 200, "{body}");
+    let set: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = hex_of(
+        &URL_SAFE_NO_PAD
+            .decode(set["keys"][0]["k"].as_str().unwrap())
+            .unwrap(),
+    );
+
+    // The init segment: encv, its original format hvc1 with the hvcC; then every segment.
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .unwrap();
+    let mut encrypted = get(&weir.edge_url(&format!(
+        "/live/it/source/{}",
+        &map[..map.find('"').unwrap()]
+    )))
+    .body;
+    for marker in [b"encv", b"frma", b"hvc1", b"hvcC", b"tenc"] {
+        assert!(
+            encrypted.windows(4).any(|w| w == marker),
+            "{}",
+            String::from_utf8_lossy(marker)
+        );
+    }
+    for uri in &uris {
+        encrypted.extend(get(&weir.edge_url(&format!("/live/it/source/{uri}"))).body);
+    }
+    let dir = scratch_dir();
+    let (enc, dec) = (dir.join("hevc-cbcs.mp4"), dir.join("hevc-clear.mp4"));
+    std::fs::write(&enc, &encrypted).unwrap();
+    shaka_decrypt(&enc, &dec, &kid, &key);
+    // Every published frame, decrypted to the picture it was.
+    // The reference: the published HEVC, copied into MP4 (Debian's FFmpeg reads no
+    // enhanced FLV), decoded.
+    let published = dir.join("hevc-published.mp4");
+    let ff9 = crate::ertmp::ffmpeg9();
+    let (ok, err) = run(
+        ff9.to_str().unwrap(),
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            &flv,
+            "-an",
+            "-c",
+            "copy",
+            published.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let reference = frame_md5s(&published, "0:v", false, &[]);
+    let frames = frame_md5s(&dec, "0:v", false, &[]);
+    assert_eq!(frames.len(), reference.len(), "every frame");
+    assert_eq!(
+        frames, reference,
+        "decrypted HEVC frames are the published ones"
+    );
+    let raw = frame_md5s(&enc, "0:v", false, &[]);
+    assert!(
+        !contains_run(&reference, &raw),
+        "raw cbcs HEVC decoded as the source"
+    );
 }
 
 /// The first `moof` + `mdat` of a segment.

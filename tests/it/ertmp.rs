@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// The static FFmpeg 9 that scripts/setup.sh installs from PyPI's imageio-ffmpeg.
-fn ffmpeg9() -> PathBuf {
+pub(crate) fn ffmpeg9() -> PathBuf {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/.tools/imageio-ffmpeg/imageio_ffmpeg/binaries"
@@ -50,7 +50,7 @@ fn encode_with_ffmpeg9(name: &str, loops: u32, video: &[&str]) -> String {
 }
 
 /// Two plays of the clip in HEVC with 2 s GOPs (libx265); made once per run.
-fn hevc_flv() -> String {
+pub(crate) fn hevc_flv() -> String {
     static MADE: OnceLock<String> = OnceLock::new();
     MADE.get_or_init(|| encode_with_ffmpeg9("hevc.flv", 2, &X265_2S_GOP))
         .clone()
@@ -146,7 +146,7 @@ fn av1_flv() -> String {
 }
 
 /// Publishes `flv` to `weir` with FFmpeg 9 and waits for the session to end.
-fn publish_with_ffmpeg9(weir: &Weir, flv: &str) {
+pub(crate) fn publish_with_ffmpeg9(weir: &Weir, flv: &str) {
     let ff9 = ffmpeg9();
     let url = weir.publish_url(STREAM_KEY);
     let args = ["-v", "error", "-i", flv, "-c", "copy", "-f", "flv", &url];
