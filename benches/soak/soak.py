@@ -40,10 +40,11 @@ def metrics(origin):
 
 def smaps_mb(pid):
     """Resident MB of the process by kind of mapping (/proc/PID/smaps): anonymous (the
-    allocator's pages), thread stacks, and files (the binary and its libraries). A thread's
+    allocator's pages), thread stacks, files (the binary and its libraries), and how much of
+    it is transparent huge pages (`thp`, part of the others). A thread's
     stack is an unnamed mapping of exactly 8 MiB (glibc's default stack size) next to its
     guard page; the main thread's is [stack]."""
-    kinds = {"anon": 0, "stack": 0, "file": 0}
+    kinds = {"anon": 0, "stack": 0, "file": 0, "thp": 0}
     name, size = "", 0
     try:
         with open(f"/proc/{pid}/smaps") as f:
@@ -51,6 +52,8 @@ def smaps_mb(pid):
                 head = line.split()
                 if head and "-" in head[0] and ":" not in head[0]:
                     name = head[5] if len(head) > 5 else ""
+                elif head and head[0] == "AnonHugePages:":
+                    kinds["thp"] += int(head[1])
                 elif head and head[0] == "Size:":
                     size = int(head[1])
                 elif head and head[0] == "Rss:":
@@ -123,8 +126,8 @@ def main():
         viewers = [viewer(master) for _ in range(a.viewers)]
         next_sample = start
         print("| min | RSS MB | fds | tasks | store MB | edge cache MB | viewers up | heap MB | jemalloc resident MB "
-              "| anon MB | stacks MB | files MB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| anon MB | stacks MB | files MB | THP MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         while time.monotonic() - start < a.minutes * 60:
             now = time.monotonic()
             if a.reconnect_every > 0 and now - last_reconnect >= a.reconnect_every * 60:
@@ -148,11 +151,12 @@ def main():
                     # and what the allocator keeps resident for it.
                     m.get('weir_allocator_bytes{kind="allocated"}', 0) / 1e6,
                     m.get('weir_allocator_bytes{kind="resident"}', 0) / 1e6,
-                    maps["anon"], maps["stack"], maps["file"],
+                    maps["anon"], maps["stack"], maps["file"], maps["thp"],
                 )
                 rows.append(row)
                 print(f"| {row[0]:.0f} | {row[1]:.1f} | {row[2]} | {row[3]:.0f} | {row[4]:.1f} | {row[5]:.1f} "
-                      f"| {row[6]} | {row[7]:.1f} | {row[8]:.1f} | {row[9]:.1f} | {row[10]:.1f} | {row[11]:.1f} |",
+                      f"| {row[6]} | {row[7]:.1f} | {row[8]:.1f} | {row[9]:.1f} | {row[10]:.1f} | {row[11]:.1f} "
+                      f"| {row[12]:.1f} |",
                       flush=True)
                 if a.csv:
                     with open(a.csv, "a") as f:
@@ -175,7 +179,8 @@ def main():
     for name, i, unit in (("RSS", 1, "MB"), ("open fds", 2, ""), ("tasks", 3, ""),
                           ("origin store", 4, "MB"), ("edge cache", 5, "MB"),
                           ("heap (allocated)", 7, "MB"), ("jemalloc resident", 8, "MB"),
-                          ("anonymous", 9, "MB"), ("thread stacks", 10, "MB"), ("files", 11, "MB")):
+                          ("anonymous", 9, "MB"), ("thread stacks", 10, "MB"), ("files", 11, "MB"),
+                          ("transparent huge pages", 12, "MB")):
         print(f"| {name} | {slope_per_hour([(r[0], r[i]) for r in half]):+.2f} {unit} |")
     if rows:
         print(f"\nRSS at the end: {rows[-1][1]:.1f} MB (max {max(r[1] for r in rows):.1f} MB)")
