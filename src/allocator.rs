@@ -28,3 +28,17 @@ pub(crate) fn publish_gauges() {
         }
     }
 }
+
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`), so its
+/// resident size is the pages it touches. x264 asks for huge pages on its large buffers
+/// (`madvise(MADV_HUGEPAGE)`); the flag stays on those address ranges after the encoder
+/// frees them, jemalloc reuses them for anything, and the kernel's khugepaged then makes
+/// whole 2 MiB pages of them resident: on the default ladder the resident size climbed by
+/// tens of MB an hour, session after session, while the heap stayed flat
+/// (benches/soak/RESULTS.md). Logged and ignored where the kernel refuses.
+pub(crate) fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "transparent huge pages stay on (prctl refused)");
+    }
+}

@@ -2,7 +2,8 @@
 //! segments, parts and init segments a CDN lifetime (`CDN-Cache-Control`, RFC 9213) from the
 //! window and the target duration, while players keep the long immutable `Cache-Control`;
 //! the edge drops them when it runs out, counted by `weir_edge_cache_objects{kind}`, and
-//! fetches them again if asked.
+//! fetches them again if asked. And `weir serve` runs without transparent huge pages, whose
+//! flag x264 leaves on the address ranges it freed.
 
 use std::time::Duration;
 
@@ -119,4 +120,17 @@ fn twenty_reconnects_leave_sessions_tasks_and_store_entries_bounded() {
     );
     let playlist = media_playlist(&weir.edge_url("/live/it/source/index.m3u8"));
     assert!((3..=4).contains(&playlist.segments.len()));
+}
+
+#[test]
+fn weir_serve_runs_without_transparent_huge_pages() {
+    // x264 asks for huge pages on its buffers and the flag outlives them (see
+    // allocator::disable_transparent_huge_pages): the process turns them off at start.
+    let weir = Weir::serve("");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", weir.pid())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("the kernel reports THP_enabled (Linux 5.0+)");
+    assert_eq!(thp.trim(), "0", "{status}");
 }

@@ -178,8 +178,7 @@ impl Weir {
         format!("http://{}{path}", self.origin.unwrap())
     }
 
-    /// The process id (the playback tests stop and continue it).
-    #[allow(dead_code)]
+    /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
