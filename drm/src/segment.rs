@@ -114,7 +114,7 @@ impl EventEncryption {
         };
         let mut tags = Vec::new();
         let mut pssh = Vec::new();
-        if let Some(provided) = self.provided(msn) {
+        if let Some(provided) = self.provided(msn, key.iv) {
             key.id = KeyId::from_kid(&provided.kid);
             key.key = provided.key;
             key.iv = provided.iv.unwrap_or(key.iv);
@@ -132,8 +132,7 @@ impl EventEncryption {
             tags.insert(0, clearkey_tag(&self.event, &kid));
             pssh.splice(0..0, pssh_box(&CLEARKEY_SYSTEM_ID, &[kid], &[]));
         }
-        tracing::info!(event = %self.event, key_id = %key.id, first_msn = msn.0, "new content key");
-        metrics::counter!("weir_drm_keys_created_total").increment(1);
+        self.created(&key);
         let segment_key = SegmentKey::sample_aes(kid, key.iv, key.key, tags, Bytes::from(pssh));
         (key.id, segment_key)
     }
@@ -141,10 +140,15 @@ impl EventEncryption {
     /// An AES-128 key, kept in the key provider, named by the edge's key route.
     fn aes128(&self, key: ContentKey) -> (KeyId, SegmentKey) {
         self.keep(&key);
-        tracing::info!(event = %self.event, key_id = %key.id, first_msn = key.first_msn, "new content key");
-        metrics::counter!("weir_drm_keys_created_total").increment(1);
+        self.created(&key);
         let uri = format!("/keys/{}/{}", self.event, key.id);
         (key.id, SegmentKey::new(uri.into(), key.iv, key.key))
+    }
+
+    /// Logs and counts a new key (its id only).
+    fn created(&self, key: &ContentKey) {
+        tracing::info!(event = %self.event, key_id = %key.id, first_msn = key.first_msn, "new content key");
+        metrics::counter!("weir_drm_keys_created_total").increment(1);
     }
 
     /// Puts `key` in the key provider (for the edge).
@@ -156,8 +160,9 @@ impl EventEncryption {
     }
 
     /// The DRM key provider's key for the period of `msn` (asking for the next period's),
-    /// or its last good one when it fails; `None` without a key provider or any answer.
-    fn provided(&self, msn: MediaSequence) -> Option<ProvidedKey> {
+    /// or its last good one when it fails; `None` without a key provider or any answer. An
+    /// answer without an IV gets `iv`, fixed with it so that a key used again is the same.
+    fn provided(&self, msn: MediaSequence, iv: [u8; 16]) -> Option<ProvidedKey> {
         let feed = self.feed.as_ref()?;
         let period = self.schedule.period(msn.0);
         let answer = feed.take(period);
@@ -167,8 +172,7 @@ impl EventEncryption {
         let mut last = self.last_provided.lock().unwrap_or_else(|e| e.into_inner());
         match answer {
             Ok(mut p) => {
-                // The IV is fixed now, so that a key used again is the same key.
-                p.iv.get_or_insert_with(|| ContentKey::generate_cenc(msn.0).iv);
+                p.iv.get_or_insert(iv);
                 *last = Some(p.clone());
                 Some(p)
             }
