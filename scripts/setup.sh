@@ -38,6 +38,8 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The downloaded .deb files are not needed once installed (several hundred MB).
+  $SUDO apt-get clean
 fi
 # The LL-HLS playlist checker's independent parser (Python m3u8 >= 6 reads the LL-HLS tags).
 python3 -c 'import importlib.metadata as m, sys; sys.exit(int(m.version("m3u8").split(".")[0]) < 6)' 2>/dev/null \

@@ -503,6 +503,8 @@ fn viewers_and_cache_hits_at_the_edge_reach_the_status() {
 struct Postgres {
     server: std::process::Child,
     port: u16,
+    /// The scratch directory holding the data directory (about 46 MB), removed on drop.
+    dir: std::path::PathBuf,
 }
 
 impl Postgres {
@@ -564,7 +566,7 @@ impl Postgres {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let pg = Postgres { server, port };
+        let pg = Postgres { server, port, dir };
         wait_for(
             "PostgreSQL to accept connections",
             Duration::from_secs(30),
@@ -600,6 +602,7 @@ impl Drop for Postgres {
             .args(["-TERM", &self.server.id().to_string()])
             .status();
         let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -29,15 +29,38 @@ pub(crate) fn media(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A new, empty directory under this test process's scratch root (`$TMPDIR/weir-it-PID/N`).
+///
+/// Test binaries have no teardown, so the root outlives the run: the first call in a process
+/// removes the roots of test processes that are no longer running (each run cleans up after
+/// the previous one, and at most one run's files stay on disk).
 pub(crate) fn scratch_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "weir-it-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        remove_dead_scratch_roots();
+        std::env::temp_dir().join(format!("weir-it-{}", std::process::id()))
+    });
+    let dir = root.join(N.fetch_add(1, Ordering::Relaxed).to_string());
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `$TMPDIR/weir-it-PID` (and the older `weir-it-PID-N`) of processes that have exited.
+fn remove_dead_scratch_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("weir-it-")) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Waits for `f` to give `Some`, polling every 50 ms, for at most `limit`.
