@@ -21,6 +21,7 @@ pub(crate) fn http_settings(
         max_connections: s.max_connections,
         max_connections_per_ip: s.max_connections_per_ip,
         idle_timeout: s.idle_timeout,
+        workers: s.workers,
         tls: s.tls.as_ref().map(|(cert, key)| weir_http::TlsFiles {
             cert: weir_http::resolve(base, cert),
             key: weir_http::resolve(base, key),
@@ -67,12 +68,14 @@ pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Sets `weir_runtime_alive_tasks` (Tokio tasks not yet finished: every connection, fetch,
-/// session and timer loop) and the allocator's gauges ([`crate::allocator`]) when `/metrics`
-/// is rendered: a count that grows with nothing left running is a leak.
+/// Sets `weir_runtime_alive_tasks` (Tokio tasks not yet finished on the main runtime and the
+/// HTTP listeners' worker runtimes: every connection, fetch, session and timer loop) and the
+/// allocator's gauges ([`crate::allocator`]) when `/metrics` is rendered: a count that grows
+/// with nothing left running is a leak.
 pub(crate) fn publish_runtime_gauges() {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
-        metrics::gauge!("weir_runtime_alive_tasks").set(h.metrics().num_alive_tasks() as f64);
+        let tasks = h.metrics().num_alive_tasks() + weir_http::workers::alive_tasks();
+        metrics::gauge!("weir_runtime_alive_tasks").set(tasks as f64);
     }
     crate::allocator::publish_gauges();
 }

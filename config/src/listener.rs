@@ -29,6 +29,10 @@ pub struct HttpListenerSettings {
     /// (HTTP/1.1 closes at the header timeout already if that is shorter). Default
     /// 60 000 ms, 1 000..=3 600 000.
     pub idle_timeout: Duration,
+    /// Threads serving the listener's connections, each with a single-threaded runtime of
+    /// its own (`weir_http::workers`); 0 = on the process's shared runtime. Default: one per
+    /// core at the edge, 0 at the origin; at most 256.
+    pub workers: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -41,6 +45,7 @@ pub(crate) struct RawHttp {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     idle_timeout_ms: Option<u64>,
+    workers: Option<usize>,
 }
 
 impl RawHttp {
@@ -75,7 +80,13 @@ impl RawHttp {
         if !(1_000..=3_600_000).contains(&idle) {
             return Err(field("idle_timeout_ms", "1000..=3600000"));
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = self.workers.unwrap_or(if edge { cores } else { 0 });
+        if workers > 256 {
+            return Err(field("workers", "0..=256"));
+        }
         Ok(HttpListenerSettings {
+            workers,
             idle_timeout: Duration::from_millis(idle),
             tls,
             header_read_timeout: Duration::from_millis(timeout),
@@ -98,11 +109,14 @@ mod tests {
         let origin = RawHttp::default().validate("origin").unwrap();
         assert_eq!(origin.max_connections_per_ip, None);
         assert_eq!(origin.max_connections, 10_000);
+        assert_eq!(origin.workers, 0, "the origin serves on the shared runtime");
+        assert!(edge.workers >= 1, "the edge has a worker per core");
         for (toml, field) in [
             ("tls_cert_file = \"c.pem\"", "tls_cert_file"),
             ("header_read_timeout_ms = 10", "header_read_timeout_ms"),
             ("max_header_bytes = 10", "max_header_bytes"),
             ("max_connections = 0", "max_connections"),
+            ("workers = 1000", "workers"),
         ] {
             let raw: RawHttp = toml::from_str(toml).unwrap();
             let e = raw.validate("edge").unwrap_err().to_string();

@@ -14,18 +14,18 @@
 //! shutdown --> stop accepting; in-flight responses finish (bounded by the grace period)
 //! ```
 
+mod connection;
 mod limits;
 mod tls;
+pub mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use connection::serve_connection;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -58,11 +58,16 @@ pub struct HttpSettings {
     /// at the header timeout already, if that is shorter). Nothing is cut: no response is
     /// under way.
     pub idle_timeout: Duration,
+    /// Threads that accept and serve this listener's connections, each with a
+    /// single-threaded Tokio runtime of its own (as nginx runs a worker process per core:
+    /// no work stealing or cross-thread wakeups on the request path). 0: on the caller's
+    /// runtime, beside everything else.
+    pub workers: usize,
 }
 
 impl HttpSettings {
     /// Plain HTTP with the defaults: 10 s header timeout, 16 KiB heads, 10 000 connections,
-    /// no per-address cap, 5 s grace, 60 s idle timeout.
+    /// no per-address cap, 5 s grace, 60 s idle timeout, on the caller's runtime.
     pub fn plain(name: &'static str) -> HttpSettings {
         HttpSettings {
             name,
@@ -73,6 +78,7 @@ impl HttpSettings {
             tls: None,
             shutdown_grace: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            workers: 0,
         }
     }
 }
@@ -142,26 +148,62 @@ where
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves `app` on `listener` with `settings` until `shutdown` resolves, then lets in-flight
-/// connections finish for up to the grace period.
+/// connections finish for up to the grace period. With [`HttpSettings::workers`] > 0 the
+/// connections are served on that many threads of their own ([`workers`]); the call itself
+/// stays on the caller's runtime and only waits.
 ///
 /// # Errors
 /// [`ServeError::Tls`] if the certificate cannot be loaded at start; [`ServeError::Accept`]
-/// if the listener fails for good.
+/// if the listener fails for good, or a worker thread cannot start.
 pub async fn serve<A: App>(
     listener: TcpListener,
     app: A,
     settings: HttpSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let tls = match &settings.tls {
-        Some(files) => Some(tls::Acceptor::start(files.clone(), settings.name)?),
-        None => None,
-    };
-    let limits = Arc::new(ConnectionLimits::new(
-        settings.max_connections,
-        settings.max_connections_per_ip,
-    ));
-    let builder = builder(&settings);
+    let shared = Shared::new(&settings)?;
+    if settings.workers == 0 {
+        accept_loop(listener, app, &settings, &shared, shutdown).await
+    } else {
+        workers::serve(listener, app, settings, shared, shutdown).await
+    }
+}
+
+/// What every accept loop of one listener shares: its caps, its TLS configuration and its
+/// connection builder.
+#[derive(Clone)]
+struct Shared {
+    limits: Arc<ConnectionLimits>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl Shared {
+    /// Loads the certificate (starting its reload watch on the current runtime).
+    fn new(settings: &HttpSettings) -> Result<Shared, ServeError> {
+        let tls = match &settings.tls {
+            Some(files) => Some(tls::Acceptor::start(files.clone(), settings.name)?),
+            None => None,
+        };
+        Ok(Shared {
+            limits: Arc::new(ConnectionLimits::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+            )),
+            tls,
+            builder: builder(settings),
+        })
+    }
+}
+
+/// Accepts and serves connections on the current runtime until `shutdown`, then drains.
+async fn accept_loop<A: App>(
+    listener: TcpListener,
+    app: A,
+    settings: &HttpSettings,
+    shared: &Shared,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
     let name = settings.name;
     tokio::pin!(shutdown);
@@ -179,21 +221,21 @@ pub async fn serve<A: App>(
             },
             () = &mut shutdown => break,
         };
-        let Some(permit) = limits.admit(peer.ip()) else {
+        let Some(permit) = shared.limits.admit(peer.ip()) else {
             metrics::counter!("weir_http_connections_refused_total", "listener" => name)
                 .increment(1);
-            if tls.is_none() {
+            if shared.tls.is_none() {
                 tokio::spawn(refuse(stream));
             }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let builder = builder.clone();
+        let builder = shared.builder.clone();
         let timeout = settings.header_read_timeout;
         let idle = settings.idle_timeout;
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let tls = shared.tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
@@ -226,123 +268,6 @@ pub async fn serve<A: App>(
         );
     }
     Ok(())
-}
-
-/// Serves one connection (plain or TLS) with the router, the peer's address given as
-/// `ConnectInfo`, until it closes, the shutdown ends it, or it has had no request in flight
-/// for `idle`.
-async fn serve_connection<I, A: App>(
-    builder: auto::Builder<TokioExecutor>,
-    io: I,
-    app: A,
-    peer: SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
-    idle: Duration,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(Activity::new());
-    let tracked = activity.clone();
-    let service =
-        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
-            // In flight from here until the response body is dropped (sent or abandoned).
-            let busy = tracked.begin();
-            let response = app.call(request);
-            async move {
-                let response = response.await?;
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| Tracked { body, _busy: busy }),
-                )
-            }
-        });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let served = watcher.watch(conn.into_owned());
-    tokio::select! {
-        _ = served => {}
-        () = activity.idle_for(idle) => {
-            metrics::counter!("weir_http_idle_closed_total").increment(1);
-        }
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is dropped (sent
-/// or abandoned); a plain wrapper, no allocation per request.
-struct Tracked<B> {
-    body: B,
-    _busy: Busy,
-}
-
-impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// Requests in flight on one connection, and when the last one ended (lock-free: two
-/// atomics per request).
-struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    /// Milliseconds from `born` to the end of the last request.
-    last_ms: std::sync::atomic::AtomicU64,
-    born: tokio::time::Instant,
-}
-
-/// One request in flight; ends when dropped.
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let a = &self.0;
-        a.last_ms
-            .store(a.born.elapsed().as_millis() as u64, Ordering::Release);
-        a.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            last_ms: std::sync::atomic::AtomicU64::new(0),
-            born: tokio::time::Instant::now(),
-        }
-    }
-
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Busy(self.clone())
-    }
-
-    /// Resolves once no request has been in flight for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-            let quiet = self.in_flight.load(Ordering::Acquire) == 0;
-            let since = last.elapsed();
-            if quiet && since >= idle {
-                return;
-            }
-            // Busy: look again after a whole idle period; quiet: when it would run out.
-            let wait = if quiet { idle - since } else { idle };
-            tokio::time::sleep(wait).await;
-        }
-    }
 }
 
 /// Errors after which accepting goes on (RFC: accept(2) ERRORS that concern one connection
