@@ -84,7 +84,7 @@ pub(crate) fn publish_runtime_gauges() {
 /// origin listener. Install the recorder before anything is served, so nothing goes uncounted.
 pub(crate) async fn serve_metrics(
     listener: TcpListener,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
+    handle: weir_metrics::Handle,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
@@ -121,12 +121,14 @@ pub(crate) async fn run_edge(
 }
 
 /// The edge for `upstream` (starting its background tasks); `key_secret` is the secret for
-/// content keys when it is not the configured cluster secret (the in-process edge of `weir
-/// serve`). Call after the metrics recorder is installed.
+/// content keys when it is not the configured cluster secret, and `local_origin` the origin
+/// it calls instead of `upstream` (both for the in-process edge of `weir serve`). Call after
+/// the metrics recorder is installed.
 pub(crate) fn make_edge(
     c: &Config,
     upstream: String,
     key_secret: Option<weir_config::ClusterSecret>,
+    local_origin: Option<weir_edge::LocalOrigin>,
 ) -> anyhow::Result<weir_edge::Edge> {
     // Only the edge inside `weir serve` is given the in-process key secret.
     let embedded = key_secret.is_some();
@@ -147,6 +149,7 @@ pub(crate) fn make_edge(
         stale_while_revalidate: c.edge.stale_while_revalidate,
         max_waiters_per_object: c.edge.max_waiters_per_object,
         upstream_ca_file: c.edge.upstream_ca_file.clone(),
+        local_origin,
     };
     weir_edge::edge(config).map_err(|e| anyhow::anyhow!("edge: {e}"))
 }

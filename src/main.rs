@@ -242,9 +242,8 @@ fn main() -> anyhow::Result<()> {
                 let listener = bind(c.edge.listen, "edge").await?;
                 let metrics = match c.edge.metrics_listen {
                     Some(addr) => {
-                        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-                            .install_recorder()
-                            .context("installing the metrics recorder")?;
+                        let handle =
+                            weir_metrics::install().context("installing the metrics recorder")?;
                         Some((bind(addr, "metrics").await?, handle))
                     }
                     None => None,
@@ -266,7 +265,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 let upstream = upstream.trim_end_matches('/').to_string();
-                let edge = listen::make_edge(&c, upstream, None)?;
+                let edge = listen::make_edge(&c, upstream, None, None)?;
                 tokio::select! {
                     r = listen::run_edge(listener, edge, &c, &base, stop) => r,
                     r = metrics_task => r,
@@ -287,9 +286,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Result<()> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = weir_metrics::install().context("installing the metrics recorder")?;
     let store = Arc::new(MemoryStore::with_window(c.packager.window_segments.get()));
     // Every ladder the configuration offers can be given to an event at run time.
     if c.ladders.iter().any(|l| !l.is_passthrough()) {
@@ -370,7 +367,27 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
     });
     // The in-process edge has the secret for content keys, configured or made for this run.
     let key_secret = control.internal_secret();
-    let edge_service = listen::make_edge(&c, upstream, Some(key_secret))?;
+    let app = weir_origin::router(
+        store,
+        origin_config,
+        Some(render),
+        weir_control::admin_router(control.clone()),
+    );
+    // The edge asks the origin of this process by a call (no loopback HTTP, no second copy
+    // of what it caches), unless it was pointed at another upstream.
+    let local_origin = c.edge.upstream.is_none().then(|| {
+        let origin = app.clone();
+        weir_edge::LocalOrigin::new(move |request| {
+            let mut origin = origin.clone();
+            async move {
+                match tower_service::Service::call(&mut origin, request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        })
+    });
+    let edge_service = listen::make_edge(&c, upstream, Some(key_secret), local_origin)?;
     let purger = edge_service.clone();
     control.set_local_edge(
         &format!("{}://{edge_addr}", listen::scheme(&c.edge.http)),
@@ -397,12 +414,6 @@ async fn serve(c: Config, base: &std::path::Path, embedded: bool) -> anyhow::Res
         }
     };
     let stop = listen::shutdown_signal();
-    let app = weir_origin::router(
-        store,
-        origin_config,
-        Some(render),
-        weir_control::admin_router(control),
-    );
     let origin_settings = listen::http_settings("origin", &c.origin.http, base);
     if let Some(listener) = internal {
         let settings = weir_http::HttpSettings {

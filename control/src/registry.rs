@@ -287,6 +287,8 @@ impl<S: Store> Registry<S> {
             settings: RwLock::new(settings),
         };
         let id = event.output.id.to_string();
+        // Its label sets are kept, even if an event of this id was deleted moments ago.
+        weir_metrics::revive_event(&id);
         events.insert(id, Arc::new(event));
         Ok(())
     }
@@ -302,9 +304,10 @@ impl<S: Store> Registry<S> {
         Ok(())
     }
 
-    /// Removes an event: new publishes are refused, its publishers are revoked, and its
-    /// objects and playlists leave the origin's store (what it served is gone: 404). Returns
-    /// whether it existed.
+    /// Removes an event: new publishes are refused, its publishers are revoked, its
+    /// objects and playlists leave the origin's store (what it served is gone: 404), and
+    /// its metrics' label sets are dropped (`weir_metrics::forget_event`). Returns whether it
+    /// existed.
     pub fn remove(&self, id: &str) -> bool {
         let removed = self
             .events
@@ -316,6 +319,8 @@ impl<S: Store> Registry<S> {
                 event.end();
                 event.output.remove();
                 self.keys.forget(id);
+                // Its metrics' label sets go too (a process outlives many events).
+                weir_metrics::forget_event(id);
                 true
             }
             None => false,

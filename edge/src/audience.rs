@@ -153,8 +153,34 @@ impl EventAudience {
     }
 }
 
+/// How long an event's `weir_edge_*` label sets stay after its last viewer left (its viewer
+/// gauge at 0 meanwhile): an edge sees events come and go for months.
+pub(crate) const FORGET_UNWATCHED: Duration = Duration::from_secs(3600);
+
+/// Events whose viewers all left, and when.
+#[derive(Default)]
+struct Unwatched {
+    since: HashMap<String, Instant>,
+}
+
+impl Unwatched {
+    /// Takes out the events unwatched for [`FORGET_UNWATCHED`] by `now`.
+    fn expired(&mut self, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        self.since.retain(|e, at| {
+            let keep = now.saturating_duration_since(*at) < FORGET_UNWATCHED;
+            if !keep {
+                out.push(e.clone());
+            }
+            keep
+        });
+        out
+    }
+}
+
 /// Reports to `upstream` (`http://host:port`) every [`REPORT_EVERY`] as edge `edge`, and sets
-/// the viewer gauges; runs until dropped. A failed report is logged at debug and skipped.
+/// the viewer gauges (an event's edge label sets are dropped after [`FORGET_UNWATCHED`] with
+/// no viewer); runs until dropped. A failed report is logged at debug and skipped.
 pub(crate) async fn report_loop(
     audience: Arc<Audience>,
     upstream: String,
@@ -167,13 +193,22 @@ pub(crate) async fn report_loop(
     let mut ticker = tokio::time::interval(REPORT_EVERY);
     ticker.tick().await;
     let mut gauged: Vec<String> = Vec::new();
+    let mut unwatched = Unwatched::default();
     loop {
         ticker.tick().await;
-        let events = audience.take_report(Instant::now());
+        let now = Instant::now();
+        let events = audience.take_report(now);
         for e in &gauged {
             if !events.iter().any(|r| &r.event == e) {
                 metrics::gauge!("weir_edge_viewers", "event" => e.clone()).set(0.0);
+                unwatched.since.insert(e.clone(), now);
             }
+        }
+        for e in &events {
+            unwatched.since.remove(&e.event);
+        }
+        for e in unwatched.expired(now) {
+            weir_metrics::forget_edge_event(&e);
         }
         gauged = events.iter().map(|r| r.event.clone()).collect();
         for r in &events {
@@ -206,6 +241,21 @@ pub(crate) async fn report_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unwatched_events_expire_after_the_forget_time_once() {
+        let mut u = Unwatched::default();
+        let t0 = Instant::now();
+        u.since.insert("old".into(), t0);
+        u.since.insert("new".into(), t0 + FORGET_UNWATCHED / 2);
+        assert!(u.expired(t0 + FORGET_UNWATCHED / 2).is_empty());
+        assert_eq!(u.expired(t0 + FORGET_UNWATCHED), ["old"]);
+        assert!(
+            u.expired(t0 + FORGET_UNWATCHED).is_empty(),
+            "taken out once"
+        );
+        assert_eq!(u.expired(t0 + FORGET_UNWATCHED * 2), ["new"]);
+    }
 
     #[test]
     fn viewers_are_distinct_clients_seen_in_the_window() {

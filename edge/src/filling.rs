@@ -158,7 +158,7 @@ impl Reader {
 /// Reads a body into `filling` as it arrives, by `deadline`, at most [`MAX_BODY_BYTES`];
 /// the whole body when complete. On failure the readers' bodies end in an error.
 pub(crate) async fn receive(
-    mut body: hyper::body::Incoming,
+    mut body: crate::local::UpstreamBody,
     filling: &Filling,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, EdgeError> {

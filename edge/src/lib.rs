@@ -57,6 +57,7 @@ mod health;
 mod held;
 mod internal;
 mod licence;
+mod local;
 mod policy;
 mod purge;
 mod response;
@@ -73,6 +74,7 @@ pub use audience::{MAX_EVENTS, MAX_VIEWERS_PER_EVENT, REPORT_EVERY, VIEWER_WINDO
 pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
 pub use health::{PROBE_EVERY as UPSTREAM_PROBE_EVERY, PROBE_TIMEOUT as UPSTREAM_PROBE_TIMEOUT};
 pub use held::HELD_EVERY as CACHE_GAUGES_EVERY;
+pub use local::LocalOrigin;
 pub use server::{edge, Edge, EdgeConfig, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 

@@ -68,6 +68,10 @@ pub struct EdgeConfig {
     pub max_waiters_per_object: usize,
     /// PEM certificate authorities trusted for `https://` upstreams besides the system's.
     pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// The origin of the same process (`weir serve`'s own edge): objects are fetched from
+    /// it by a call, not over HTTP, and cached objects share its store's bytes. `upstream`
+    /// is then only where the edge's viewer reports go.
+    pub local_origin: Option<crate::LocalOrigin>,
 }
 
 /// Why the edge could not answer from the cache or upstream; turned into a response in one
@@ -222,6 +226,7 @@ pub fn edge(config: EdgeConfig) -> Result<Edge, String> {
             .key_secret
             .clone()
             .or(config.access.cluster_secret.clone()),
+        config.local_origin.clone(),
     )?;
     let primary = upstream
         .targets

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::filling::Head;
 use crate::health::Targets;
+use crate::local::{LocalOrigin, UpstreamBody};
 use crate::EdgeError;
 
 /// Largest upstream body the edge accepts (a long segment of a high bit rate stream).
@@ -107,12 +108,16 @@ pub(crate) struct Upstream {
     cluster_secret: Option<HeaderValue>,
     /// Sent for content keys (`/internal/v1/keys/...`).
     key_secret: Option<HeaderValue>,
+    /// The origin of the same process, asked instead of the targets when set.
+    local: Option<LocalOrigin>,
 }
 
 impl Upstream {
     /// A client for `bases` (one base URL or several separated by commas, most preferred
     /// first; `http://` or `https://`, the latter verified against the system's roots and
-    /// the certificates in `ca_file`); connecting gives up after `connect_timeout`.
+    /// the certificates in `ca_file`); connecting gives up after `connect_timeout`. With
+    /// `local`, requests go to that in-process origin instead (the targets are then only
+    /// where the edge's reports go).
     ///
     /// # Errors
     /// `ca_file` cannot be read or holds no certificate.
@@ -122,6 +127,7 @@ impl Upstream {
         connect_timeout: Duration,
         cluster_secret: Option<weir_config::ClusterSecret>,
         key_secret: Option<weir_config::ClusterSecret>,
+        local: Option<LocalOrigin>,
     ) -> Result<Upstream, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -144,6 +150,7 @@ impl Upstream {
             client,
             cluster_secret: header(cluster_secret),
             key_secret: header(key_secret),
+            local,
         })
     }
 
@@ -160,7 +167,15 @@ impl Upstream {
         &self,
         path_and_query: &str,
         deadline: tokio::time::Instant,
-    ) -> Result<(Head, hyper::body::Incoming), EdgeError> {
+    ) -> Result<(Head, UpstreamBody), EdgeError> {
+        if let Some(local) = &self.local {
+            let request = self.request(path_and_query.to_string(), axum::body::Body::empty())?;
+            let response = tokio::time::timeout_at(deadline, local.call(request))
+                .await
+                .map_err(|_| EdgeError::UpstreamTimeout)?;
+            let (parts, body) = response.into_parts();
+            return Ok((head(&parts), UpstreamBody::Local(body)));
+        }
         let order = self.targets.order();
         let mut last = EdgeError::UpstreamUnreachable;
         for (i, target) in order.iter().enumerate() {
@@ -204,51 +219,57 @@ impl Upstream {
         &self,
         base: &str,
         path_and_query: &str,
-    ) -> Result<(Head, hyper::body::Incoming), EdgeError> {
-        let uri: http::Uri = format!("{base}{path_and_query}")
-            .parse()
-            .map_err(|_| EdgeError::BadUpstream)?;
-        let mut request = http::Request::get(uri);
-        let secret = if path_and_query.starts_with("/internal/v1/keys/") {
-            self.key_secret.as_ref()
-        } else if path_and_query.starts_with("/internal/") {
-            self.cluster_secret.as_ref()
-        } else {
-            None
-        };
-        if let Some(secret) = secret {
-            request = request.header(crate::CLUSTER_SECRET_HEADER, secret.clone());
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|_| EdgeError::BadUpstream)?;
+    ) -> Result<(Head, UpstreamBody), EdgeError> {
+        let request = self.request(format!("{base}{path_and_query}"), Empty::new())?;
         let response = self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, "upstream request failed");
             EdgeError::UpstreamUnreachable
         })?;
         let (parts, body) = response.into_parts();
-        let number = |name| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
+        Ok((head(&parts), UpstreamBody::Remote(body)))
+    }
+
+    /// A GET of `uri` (whose path is a validated route) with the secret its path needs.
+    fn request<B>(&self, uri: String, body: B) -> Result<http::Request<B>, EdgeError> {
+        let uri: http::Uri = uri.parse().map_err(|_| EdgeError::BadUpstream)?;
+        let path = uri.path();
+        let secret = if path.starts_with("/internal/v1/keys/") {
+            self.key_secret.as_ref()
+        } else if path.starts_with("/internal/") {
+            self.cluster_secret.as_ref()
+        } else {
+            None
         };
-        let head = Head {
-            status: parts.status,
-            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-            cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
-            cdn_cache_control: parts.headers.get(weir_http::CDN_CACHE_CONTROL).cloned(),
-            age: number(AGE).unwrap_or(0),
-            content_length: number(CONTENT_LENGTH),
-        };
-        Ok((head, body))
+        let mut request = http::Request::get(uri);
+        if let Some(secret) = secret {
+            request = request.header(crate::CLUSTER_SECRET_HEADER, secret.clone());
+        }
+        request.body(body).map_err(|_| EdgeError::BadUpstream)
+    }
+}
+
+/// What the edge keeps of an upstream response's head.
+fn head(parts: &http::response::Parts) -> Head {
+    let number = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Head {
+        status: parts.status,
+        content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+        cache_control: parts.headers.get(CACHE_CONTROL).cloned(),
+        cdn_cache_control: parts.headers.get(weir_http::CDN_CACHE_CONTROL).cloned(),
+        age: number(AGE).unwrap_or(0),
+        content_length: number(CONTENT_LENGTH),
     }
 }
 
 /// Reads a whole body by `deadline`, at most [`MAX_BODY_BYTES`].
 pub(crate) async fn collect(
-    body: hyper::body::Incoming,
+    body: UpstreamBody,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, EdgeError> {
     match tokio::time::timeout_at(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await {

@@ -300,9 +300,27 @@ fn events_are_managed_over_the_admin_api_and_survive_a_restart() {
     let playlist = media_playlist(&weir.origin_url("/live/doomed/source/index.m3u8"));
     let segment = weir.origin_url(&format!("/live/doomed/source/{}", playlist.segments[0].uri));
     assert_eq!(get(&segment).status, 200);
+    let doomed_series = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains(r#"event="doomed""#))
+            .count()
+    };
+    let metrics = || get(&weir.origin_url("/metrics")).text();
+    assert!(doomed_series(&metrics()) > 0, "its publisher was counted");
     let (status, _) = api(&weir, "DELETE", "/admin/v1/events/doomed", None);
     assert_eq!(status, 204);
     assert!(refused(&weir, "doomed-key-0001"));
+    // Its metrics' label sets went with it (a process outlives many events); the
+    // exposition still gives each family once.
+    let text = metrics();
+    assert_eq!(doomed_series(&text), 0, "{text}");
+    let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let unique: std::collections::HashSet<&&str> = types.iter().collect();
+    assert_eq!(types.len(), unique.len(), "{text}");
+    assert!(
+        text.contains("weir_ingest_connections_total"),
+        "the other metrics stay: {text}"
+    );
     // What it served leaves the origin's store with it.
     for url in [
         segment,
