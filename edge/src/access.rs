@@ -59,8 +59,8 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    /// Checks `r` against its event's policy: `Ok` with the token to hand on in playlists
-    /// (when the event requires one).
+    /// Checks `r` against its event's policy at `now`: `Ok` with the token to hand on in
+    /// playlists (when the event requires one).
     ///
     /// # Errors
     /// [`EdgeError::Denied`], or the policy's own errors (unknown event, upstream away).
@@ -69,9 +69,19 @@ impl Access {
         r: &Request<'q>,
         coalescer: &Arc<Coalescer>,
         timeout: Duration,
+        now: Instant,
     ) -> Result<Option<&'q str>, EdgeError> {
-        let policy = self.policies.get(r.event, coalescer, timeout).await?;
-        self.admit(&policy, r, Instant::now(), SystemTime::now())
+        let policy = match self.policies.current(r.event, now) {
+            Some(policy) => policy,
+            // Asking the upstream: boxed, so that a hit's future stays small.
+            None => Box::pin(self.policies.get(r.event, coalescer, timeout, now)).await?,
+        };
+        // The wall clock only for a token's expiry.
+        let wall = match policy.require_token {
+            true => SystemTime::now(),
+            false => SystemTime::UNIX_EPOCH,
+        };
+        self.admit(&policy, r, now, wall)
             .inspect_err(|d| {
                 metrics::counter!("weir_edge_access_denied_total",
                     "event" => r.event.to_string(), "reason" => d.label())

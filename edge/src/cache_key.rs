@@ -4,31 +4,34 @@
 //! them, is dropped: the cached copy is shared by every viewer, and what is personal (the
 //! token in a playlist's URIs) is added on the way out.
 
+use std::borrow::Cow;
+
 use http::Uri;
 use weir_url::{Directives, Route};
 
 use crate::EdgeError;
 
-/// The cache key of `uri` (whose path parsed as `route`), with the playlist's directives.
+/// The cache key of `uri` (whose path parsed as `route`), with the playlist's directives;
+/// the path itself (not a copy) when nothing is added to it.
 ///
 /// # Errors
 /// [`EdgeError::BadRequest`] for malformed directives (400 without asking upstream).
-pub(crate) fn cache_key(
+pub(crate) fn cache_key<'u>(
     route: &Route,
-    uri: &Uri,
-) -> Result<(String, Option<Directives>), EdgeError> {
+    uri: &'u Uri,
+) -> Result<(Cow<'u, str>, Option<Directives>), EdgeError> {
     Ok(match route {
         Route::MediaPlaylist(..) => {
             let d = Directives::parse(uri.query()).map_err(|_| EdgeError::BadRequest)?;
             let q = d.canonical_query();
             let key = if q.is_empty() {
-                uri.path().to_string()
+                Cow::Borrowed(uri.path())
             } else {
-                format!("{}?{q}", uri.path())
+                Cow::Owned(format!("{}?{q}", uri.path()))
             };
             (key, Some(d))
         }
-        _ => (uri.path().to_string(), None),
+        _ => (Cow::Borrowed(uri.path()), None),
     })
 }
 
@@ -40,7 +43,7 @@ mod tests {
     fn tokens_and_junk_never_split_the_cache() {
         let key = |u: &str| {
             let uri: Uri = u.parse().unwrap();
-            cache_key(&Route::parse(uri.path()).unwrap(), &uri).map(|k| k.0)
+            cache_key(&Route::parse(uri.path()).unwrap(), &uri).map(|k| k.0.into_owned())
         };
         let p = "/live/e/720p/index.m3u8";
         assert_eq!(key(&format!("{p}?token=a~b")).unwrap(), p);

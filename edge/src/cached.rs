@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::encoding::{self, Coding, Encoded};
+use crate::response::Look;
 use crate::upstream::Fetched;
 
 /// A cached (or just fetched) upstream response.
@@ -21,13 +22,16 @@ pub(crate) struct Cached {
     pub(crate) stale: bool,
 }
 
-/// What is computed from a cached body once, on first use: its strong `ETag`, and its
-/// compressed representations ([`crate::encoding`]).
+/// What is computed from a cached body once, on first use: its strong `ETag`, its
+/// compressed representations ([`crate::encoding`]), and the head of its answer in each
+/// coding ([`crate::response`]).
 #[derive(Debug, Default)]
 pub(crate) struct Derived {
     etag: OnceLock<http::HeaderValue>,
     /// gzip and br, by [`Coding::slot`].
     encoded: [OnceLock<Encoded>; 2],
+    /// The head of the whole object's answer: identity, gzip, br.
+    heads: [OnceLock<(Look, http::HeaderMap)>; 3],
 }
 
 impl Cached {
@@ -36,6 +40,26 @@ impl Cached {
         self.derived
             .etag
             .get_or_init(|| crate::conditional::etag_of(&self.fetched.body))
+    }
+
+    /// The head of the answer in `look`, built by `build` the first time (for the look the
+    /// object is first answered in; another look is built afresh each time).
+    pub(crate) fn head(
+        &self,
+        look: Look,
+        build: impl FnOnce() -> http::HeaderMap,
+    ) -> http::HeaderMap {
+        let slot = &self.derived.heads[look.coding.slot().map_or(0, |s| s + 1)];
+        if let Some((made_for, head)) = slot.get() {
+            return if *made_for == look {
+                head.clone()
+            } else {
+                build()
+            };
+        }
+        let head = build();
+        let _ = slot.set((look, head.clone()));
+        head
     }
 
     /// The body in `coding` with its tag, compressed once (identity: the body itself).

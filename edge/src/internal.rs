@@ -36,7 +36,12 @@ pub(crate) async fn policy_for_edge(
         "MISS"
     };
     let cached = outcome?;
-    Ok(response(&cached, status, Shape::plain()))
+    Ok(response(
+        &cached,
+        status,
+        Shape::plain(),
+        std::time::Instant::now(),
+    ))
 }
 
 /// `POST /internal/v1/purge/{event}` ([`crate::purge`]): with the cluster secret or the

@@ -56,7 +56,7 @@ impl Policies {
         self.known.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `event`'s policy.
+    /// `event`'s policy at `now`.
     ///
     /// # Errors
     /// [`EdgeError::NotFound`] if the origin does not know the event;
@@ -67,17 +67,10 @@ impl Policies {
         event: &str,
         coalescer: &Arc<Coalescer>,
         timeout: Duration,
+        now: Instant,
     ) -> Result<Arc<AccessPolicy>, EdgeError> {
-        // The common case, a fresh policy, or a recent failure: the last known policy,
-        // without asking (one shared read lock, no cache lookup).
-        if let Some(k) = self.read().get(event) {
-            let now = Instant::now();
-            if now < k.fresh_until
-                || k.failed_at
-                    .is_some_and(|t| now.saturating_duration_since(t) < RETRY_AFTER_FAILURE)
-            {
-                return Ok(k.policy.clone());
-            }
+        if let Some(policy) = self.current(event, now) {
+            return Ok(policy);
         }
         let path = policy_path(event);
         let (outcome, _) = coalescer.fetch(&path, &path, timeout).await;
@@ -104,6 +97,17 @@ impl Policies {
             }
             None => Err(failure),
         }
+    }
+
+    /// The common case, a fresh policy, or a recent failure: the last known policy at `now`,
+    /// without asking (one shared read lock, no cache lookup); `None`: ask ([`Policies::get`]).
+    pub(crate) fn current(&self, event: &str, now: Instant) -> Option<Arc<AccessPolicy>> {
+        let known = self.read();
+        let k = known.get(event)?;
+        let usable = now < k.fresh_until
+            || k.failed_at
+                .is_some_and(|t| now.saturating_duration_since(t) < RETRY_AFTER_FAILURE);
+        usable.then(|| k.policy.clone())
     }
 
     /// Forgets `event`'s policy (a purge): the next request asks the upstream.

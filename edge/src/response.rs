@@ -16,12 +16,14 @@ use http::header::{
 use http::{HeaderMap, StatusCode};
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::coalesce::Cached;
 use crate::conditional::{etag_of, none_match, range, Ranged};
 use crate::encoding::{self, Coding};
 use crate::filling::Filling;
 use crate::rewrite::with_token;
+use crate::upstream::Fetched;
 
 /// How one answer is shaped besides the cached object.
 #[derive(Clone, Copy, Debug)]
@@ -52,12 +54,27 @@ impl Shape<'_> {
     }
 }
 
-/// The answer to a viewer from `cached`.
-pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape<'_>) -> Response {
+/// `X-Cache`: `HIT`, `MISS` (fetched or coalesced) or `STALE` (a last good copy).
+pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The answer to a viewer from `cached` at `now` (for `Age`).
+///
+/// The head of the common answer (200, the whole object, no token) is built once per cached
+/// object and coding and cloned for every viewer after ([`Cached::head`]); only `Age` and
+/// `X-Cache` are per request.
+pub(crate) fn response(
+    cached: &Cached,
+    cache_status: &'static str,
+    shape: Shape<'_>,
+    now: Instant,
+) -> Response {
     let f = &cached.fetched;
     let ok = f.head.status == StatusCode::OK;
-    let rewritten = match (shape.token, std::str::from_utf8(&f.body)) {
-        (Some(t), Ok(text)) if f.head.status.is_success() => Some(Bytes::from(with_token(text, t))),
+    // Only a playlist with a token is read as text (a segment's body is never scanned).
+    let rewritten = match shape.token {
+        Some(t) if f.head.status.is_success() => std::str::from_utf8(&f.body)
+            .ok()
+            .map(|text| Bytes::from(with_token(text, t))),
         _ => None,
     };
     // The representation: coded for a playlist when the viewer accepts it.
@@ -83,57 +100,86 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
             encoding::tag_for(&etag_of(b), coding),
         ),
     };
+    let tagged = ok && shape.request.is_some();
+    let look = Look {
+        coding,
+        tagged,
+        media: shape.media,
+        compress: shape.compress && ok,
+    };
+    let mut h = match rewritten {
+        None => cached.head(look, || head(f, look, &etag, body.len())),
+        Some(_) => head(f, look, &etag, body.len()),
+    };
     let mut status = f.head.status;
-    let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::new();
     if let (true, Some(request)) = (ok, shape.request) {
-        let revalidated = none_match(request.get(IF_NONE_MATCH), &etag);
-        extra.push((ETAG, etag));
-        if revalidated {
+        if none_match(request.get(IF_NONE_MATCH), &etag) {
             status = StatusCode::NOT_MODIFIED;
             body = Bytes::new();
+            for name in [CONTENT_LENGTH, ACCEPT_RANGES, CONTENT_ENCODING] {
+                h.remove(name);
+            }
         } else if shape.media {
-            extra.push((ACCEPT_RANGES, HeaderValue::from_static("bytes")));
             let len = body.len() as u64;
-            match range(request.get(RANGE), len) {
-                Ranged::Whole => {}
+            let content_range = match range(request.get(RANGE), len) {
+                Ranged::Whole => None,
                 Ranged::Part { start, end } => {
                     status = StatusCode::PARTIAL_CONTENT;
                     body = body.slice(start as usize..=end as usize);
-                    extra.push((
-                        CONTENT_RANGE,
-                        HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
-                            .unwrap_or(HeaderValue::from_static("bytes */0")),
-                    ));
+                    Some(format!("bytes {start}-{end}/{len}"))
                 }
                 Ranged::Unsatisfiable => {
                     status = StatusCode::RANGE_NOT_SATISFIABLE;
                     body = Bytes::new();
-                    extra.push((
-                        CONTENT_RANGE,
-                        HeaderValue::from_str(&format!("bytes */{len}"))
-                            .unwrap_or(HeaderValue::from_static("bytes */0")),
-                    ));
+                    Some(format!("bytes */{len}"))
                 }
+            };
+            if let Some(v) = content_range {
+                h.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("bytes */0")),
+                );
+                h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
         }
     }
-    if shape.compress && ok {
-        // The answer depends on Accept-Encoding, whichever coding this one got.
-        extra.push((VARY, HeaderValue::from_static("accept-encoding")));
-        if let (Some(v), false) = (coding.header(), status == StatusCode::NOT_MODIFIED) {
-            extra.push((CONTENT_ENCODING, v));
-        }
-    }
-    let length = body.len();
+    let age = f.head.age + now.saturating_duration_since(cached.fetched_at).as_secs();
+    h.insert(AGE, HeaderValue::from(age));
+    let x_cache = match (cached.stale, cache_status) {
+        (true, _) => "STALE",
+        (false, "HIT") => "HIT",
+        _ => "MISS",
+    };
+    h.insert(X_CACHE, HeaderValue::from_static(x_cache));
     let mut r = Response::new(if shape.head || status == StatusCode::NOT_MODIFIED {
         Body::empty()
     } else {
         Body::from(body)
     });
     *r.status_mut() = status;
-    // Room for every header of an answer (these and the server's CORS ones) without growing.
-    *r.headers_mut() = HeaderMap::with_capacity(16);
-    let h = r.headers_mut();
+    *r.headers_mut() = h;
+    r
+}
+
+/// Which head an answer from a cached object gets (besides its status-dependent changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// The body's coding.
+    pub(crate) coding: Coding,
+    /// `ETag` (a 200 answer to a viewer).
+    pub(crate) tagged: bool,
+    /// A media object: `Accept-Ranges` (when tagged).
+    pub(crate) media: bool,
+    /// A playlist answered 200: `Vary: accept-encoding` and its `Content-Encoding`.
+    pub(crate) compress: bool,
+}
+
+/// The head of the whole object's answer in `look`: `Content-Type`, `Cache-Control`,
+/// `CDN-Cache-Control` as the upstream sent them, `Content-Length` (`length` bytes), and as
+/// `look` says `ETag`, `Accept-Ranges`, `Vary` and `Content-Encoding`; room for the headers
+/// added per request and by the server without growing.
+fn head(f: &Fetched, look: Look, etag: &HeaderValue, length: usize) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(16);
     if let Some(v) = &f.head.content_type {
         h.insert(CONTENT_TYPE, v.clone());
     }
@@ -143,21 +189,21 @@ pub(crate) fn response(cached: &Cached, cache_status: &'static str, shape: Shape
     if let Some(v) = &f.head.cdn_cache_control {
         h.insert(weir_http::CDN_CACHE_CONTROL, v.clone());
     }
-    if status != StatusCode::NOT_MODIFIED {
-        h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    if look.tagged {
+        h.insert(ETAG, etag.clone());
+        if look.media {
+            h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
     }
-    for (k, v) in extra {
-        h.insert(k, v);
+    if look.compress {
+        // The answer depends on Accept-Encoding, whichever coding this one got.
+        h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        if let Some(v) = look.coding.header() {
+            h.insert(CONTENT_ENCODING, v);
+        }
     }
-    let age = f.head.age + cached.fetched_at.elapsed().as_secs();
-    h.insert(AGE, HeaderValue::from(age));
-    let x_cache = match (cached.stale, cache_status) {
-        (true, _) => "STALE",
-        (false, "HIT") => "HIT",
-        _ => "MISS",
-    };
-    h.insert("x-cache", HeaderValue::from_static(x_cache));
-    r
+    h
 }
 
 /// The answer to a viewer from a media object still arriving ([`Filling`]): status,
@@ -184,6 +230,176 @@ pub(crate) fn streamed(filling: &Arc<Filling>) -> Response {
     }
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(AGE, HeaderValue::from(head.age));
-    h.insert("x-cache", HeaderValue::from_static("MISS"));
+    h.insert(X_CACHE, HeaderValue::from_static("MISS"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::header::{ACCEPT_ENCODING, IF_NONE_MATCH, RANGE};
+
+    use super::*;
+    use crate::filling::Head;
+
+    fn cached(content_type: &'static str, body: Vec<u8>) -> Cached {
+        Cached {
+            fetched: Fetched::new(
+                Head {
+                    status: StatusCode::OK,
+                    content_type: Some(HeaderValue::from_static(content_type)),
+                    cache_control: Some(HeaderValue::from_static("max-age=6")),
+                    cdn_cache_control: None,
+                    age: 1,
+                    content_length: Some(body.len() as u64),
+                },
+                Bytes::from(body),
+            ),
+            fetched_at: Instant::now(),
+            ttl: Some(Duration::from_secs(6)),
+            derived: Default::default(),
+            stale: false,
+        }
+    }
+
+    fn request(headers: &[(http::HeaderName, &'static str)]) -> HeaderMap {
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    /// (status, Content-Length, Content-Range, Accept-Ranges, Content-Encoding, body length).
+    type Seen = (
+        u16,
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<String>,
+        usize,
+    );
+
+    fn seen(r: Response) -> Seen {
+        let h = r.headers();
+        let get = |n| {
+            h.get(n)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let len = http_body::Body::size_hint(r.body()).exact().unwrap() as usize;
+        (
+            r.status().as_u16(),
+            get(CONTENT_LENGTH),
+            get(CONTENT_RANGE),
+            h.contains_key(ACCEPT_RANGES),
+            get(CONTENT_ENCODING),
+            len,
+        )
+    }
+
+    /// The head built once per object and coding is cloned, never changed: answers that
+    /// alter it (304, 206, 416) leave the next plain answer whole, in any order.
+    #[test]
+    fn conditional_and_ranged_answers_leave_the_shared_head_whole() {
+        let segment = cached("video/iso.segment", vec![7; 1000]);
+        let etag = segment.etag().to_str().unwrap().to_owned();
+        let etag: &'static str = Box::leak(etag.into_boxed_str());
+        let shape = |request| Shape {
+            head: false,
+            token: None,
+            request: Some(request),
+            media: true,
+            compress: false,
+        };
+        let plain = request(&[]);
+        let revalidate = request(&[(IF_NONE_MATCH, etag)]);
+        let first_ten = request(&[(RANGE, "bytes=0-9")]);
+        let beyond = request(&[(RANGE, "bytes=5000-")]);
+        let whole = (200, Some("1000".into()), None, true, None, 1000);
+        let table: [(&HeaderMap, Seen); 7] = [
+            (&revalidate, (304, None, None, false, None, 0)),
+            (&plain, whole.clone()),
+            (
+                &first_ten,
+                (
+                    206,
+                    Some("10".into()),
+                    Some("bytes 0-9/1000".into()),
+                    true,
+                    None,
+                    10,
+                ),
+            ),
+            (&plain, whole.clone()),
+            (
+                &beyond,
+                (
+                    416,
+                    Some("0".into()),
+                    Some("bytes */1000".into()),
+                    true,
+                    None,
+                    0,
+                ),
+            ),
+            (&revalidate, (304, None, None, false, None, 0)),
+            (&plain, whole),
+        ];
+        for (i, (request, expected)) in table.into_iter().enumerate() {
+            let r = response(&segment, "HIT", shape(request), Instant::now());
+            assert_eq!(r.headers()[ETAG], etag, "answer {i}");
+            assert_eq!(r.headers()[AGE], "1", "answer {i}");
+            assert_eq!(r.headers()[X_CACHE], "HIT", "answer {i}");
+            assert_eq!(seen(r), expected, "answer {i}");
+        }
+        // A HEAD: the whole object's length, no body.
+        let head = Shape {
+            head: true,
+            ..shape(&plain)
+        };
+        let r = response(&segment, "MISS", head, Instant::now());
+        assert_eq!(r.headers()[X_CACHE], "MISS");
+        assert_eq!(seen(r), (200, Some("1000".into()), None, true, None, 0));
+    }
+
+    #[test]
+    fn each_coding_of_a_playlist_has_its_own_head_and_a_token_its_own_length() {
+        let text = "#EXTM3U\n".to_owned() + &"#EXTINF:2.0,\nsource/s1/1.m4s\n".repeat(20);
+        let playlist = cached("application/vnd.apple.mpegurl", text.clone().into_bytes());
+        let shape = |request, token| Shape {
+            head: false,
+            token,
+            request: Some(request),
+            media: false,
+            compress: true,
+        };
+        let identity = request(&[]);
+        let gzip = request(&[(ACCEPT_ENCODING, "gzip")]);
+        let br = request(&[(ACCEPT_ENCODING, "br, gzip")]);
+        for round in 0..2 {
+            for (request, coding) in [(&identity, None), (&gzip, Some("gzip")), (&br, Some("br"))] {
+                let r = response(&playlist, "HIT", shape(request, None), Instant::now());
+                assert_eq!(r.headers()[VARY], "accept-encoding");
+                let (status, length, _, ranges, encoding, body) = seen(r);
+                assert_eq!((status, ranges), (200, false), "round {round}");
+                assert_eq!(encoding.as_deref(), coding, "round {round}");
+                assert_eq!(length, Some(body.to_string()), "round {round}");
+                if coding.is_none() {
+                    assert_eq!(body, text.len(), "round {round}");
+                } else {
+                    assert!(body < text.len(), "round {round}: {coding:?} {body}");
+                }
+            }
+            // With a token the body is the viewer's own: its length, not the cached one's.
+            let r = response(
+                &playlist,
+                "HIT",
+                shape(&identity, Some("t0k")),
+                Instant::now(),
+            );
+            let (_, length, _, _, _, body) = seen(r);
+            assert_eq!(body, text.len() + 20 * "?token=t0k".len(), "round {round}");
+            assert_eq!(length, Some(body.to_string()));
+        }
+    }
 }

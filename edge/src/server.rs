@@ -6,13 +6,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL,
-    CONTENT_LENGTH,
+    HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
+    CACHE_CONTROL,
 };
 use http::{Method, StatusCode, Uri};
 use weir_config::AccessSettings;
@@ -193,11 +193,11 @@ where
         let (parts, body) = request.into_parts();
         let state = self.0.clone();
         let licence = parts.method == Method::POST && parts.uri.path().starts_with("/licence/");
-        Box::pin(async move {
+        let fut = async move {
             let body = match licence {
                 true => {
                     let limited = http_body_util::Limited::new(body, MAX_LICENCE_REQUEST_BYTES);
-                    http_body_util::BodyExt::collect(limited)
+                    Box::pin(http_body_util::BodyExt::collect(limited))
                         .await
                         .ok()
                         .map(|b| b.to_bytes())
@@ -205,7 +205,8 @@ where
                 false => None,
             };
             Ok(handle(&state, parts, body.as_ref()).await)
-        })
+        };
+        Box::pin(fut)
     }
 }
 
@@ -278,12 +279,13 @@ async fn handle(
         .extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
-    // Phase 1: the client address.
+    // Phase 1: the client address (and the one reading of the clock for the request).
     let viewer = Viewer {
         ip: client_ip(peer, headers, &state.config.access.trusted_proxies),
         user_agent: headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
+        at: Instant::now(),
     };
     let mut response = match respond(state, method, uri, headers, &viewer, body).await {
         Ok(r) => r,
@@ -297,7 +299,7 @@ async fn handle(
     let h = response.headers_mut();
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
     // Players' QoE analytics (and the tests) read resource timing, HTTP version included.
-    h.insert("timing-allow-origin", state.cors.clone());
+    h.insert(TIMING_ALLOW_ORIGIN, state.cors.clone());
     // hls.js reads Age to tune in to a low-latency stream behind a CDN.
     h.insert(
         ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -306,10 +308,15 @@ async fn handle(
     response
 }
 
-/// Who asked (phase 1's answer).
+/// `Timing-Allow-Origin` (W3C Resource Timing).
+const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
+
+/// Who asked, and when (phase 1's answer).
 struct Viewer<'a> {
     ip: std::net::IpAddr,
     user_agent: Option<&'a str>,
+    /// When the request came: every phase's "now".
+    at: Instant,
 }
 
 async fn respond(
@@ -347,23 +354,30 @@ async fn respond(
         };
         state
             .access
-            .check(&request, &state.coalescer, state.config.upstream_timeout)
+            .check(
+                &request,
+                &state.coalescer,
+                state.config.upstream_timeout,
+                viewer.at,
+            )
             .await?;
-        return clearkey(state, event.as_str(), body).await;
+        return Box::pin(clearkey(state, event.as_str(), body)).await;
     }
     if method != Method::GET && method != Method::HEAD {
         return Err(EdgeError::MethodNotAllowed);
     }
     let route = match served {
         Served::Purge(_) | Served::Licence(_) => return Err(EdgeError::NotFound),
-        Served::PolicyForEdge(event) => return policy_for_edge(state, &event, headers).await,
+        Served::PolicyForEdge(event) => {
+            return Box::pin(policy_for_edge(state, &event, headers)).await
+        }
         // A content key for an edge in front of this one: only with the cluster secret (a
         // shield without one never hands out keys), never stored.
         Served::KeyForEdge(event, id) => {
             if !from_edge(state, headers) {
                 return Err(EdgeError::NotFound);
             }
-            return content_key(state, event.as_str(), &id).await;
+            return Box::pin(content_key(state, event.as_str(), &id)).await;
         }
         Served::Viewer(route) => route,
     };
@@ -377,10 +391,15 @@ async fn respond(
     };
     let token = state
         .access
-        .check(&request, &state.coalescer, state.config.upstream_timeout)
+        .check(
+            &request,
+            &state.coalescer,
+            state.config.upstream_timeout,
+            viewer.at,
+        )
         .await?;
     if let Route::Key(event, id) = &route {
-        return content_key(state, event.as_str(), id).await;
+        return Box::pin(content_key(state, event.as_str(), id)).await;
     }
     // Phase 4: the cache key.
     let (key, directives) = cache_key(&route, uri)?;
@@ -401,7 +420,11 @@ async fn respond(
         take_stream: !playlist && !whole_needed,
         stale_after: (playlist && !blocking && !swr.is_zero()).then_some(swr),
     };
-    let (answer, role) = state.coalescer.fetch_with(&key, &key, timeout, wait).await;
+    // The common case, a hit, without the fetch's (larger, boxed) future.
+    let (answer, role) = match state.coalescer.hit(&key) {
+        Some(hit) => (Ok(Answer::Whole(hit)), FetchRole::Hit),
+        None => Box::pin(state.coalescer.fetch_with(&key, &key, timeout, wait)).await,
+    };
     let status = match role {
         FetchRole::Hit => "HIT",
         FetchRole::Started => "MISS",
@@ -435,15 +458,10 @@ async fn respond(
             media: !playlist,
             compress: playlist,
         },
+        viewer.at,
     );
-    if method != Method::HEAD {
-        let sent = r
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        state.counters.sent(route.kind(), sent);
-    }
+    let sent = http_body::Body::size_hint(r.body()).exact().unwrap_or(0);
+    state.counters.sent(route.kind(), sent);
     Ok(r)
 }
 
@@ -455,6 +473,6 @@ fn record_viewer(state: &EdgeState, route: &Route, viewer: &Viewer<'_>, role: Fe
         viewer.ip,
         viewer.user_agent,
         role != FetchRole::Started,
-        std::time::Instant::now(),
+        viewer.at,
     );
 }
