@@ -8,7 +8,10 @@ time), and in front of it, each alone on the load in turn:
 - varnish (plain).
 
 1. wrk -t2 -c64 for 10 s on a cached segment (about 0.8 MB) and on the cached master playlist,
-   over HTTP and over HTTPS (HTTP/1.1): requests/s and p99.
+   over HTTP and over HTTPS (HTTP/1.1): requests/s, p99, and the server's CPU time per
+   request (all its processes, user + system, from /proc). wrk runs on the same two cores, so
+   its own CPU per request caps every server's req/s alike; CPU per request is what decides
+   throughput on an edge whose viewers are elsewhere.
 2. h2load (nghttp2-client) over HTTPS + HTTP/2: 64 clients, 10 streams each, on the master
    playlist and the segment (when h2load is installed).
 3. 10,000 idle viewer connections held open on the weir edge: its resident memory before
@@ -24,7 +27,8 @@ Usage: benches/edge/compare.py [--quick]
 import os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import ROOT, WEIR, Varnish, Weir, fetch, rss_mb, free_port, segments, wait_port  # noqa: E402
+from benchlib import (ROOT, WEIR, Varnish, Weir, cpu_seconds, fetch, rss_mb, free_port, segments,  # noqa: E402
+                      tree, wait_port)
 
 CLIP = os.path.join(ROOT, "assets/media/bigbuckbunny.mp4")
 QUICK = "--quick" in sys.argv
@@ -75,13 +79,19 @@ http {{
         self.proc.terminate(); self.proc.wait(10)
 
 
-def wrk(url):
+def wrk(url, pids=()):
+    """(req/s, p99 ms, non-2xx/3xx answers, server CPU us per request) of `url`; `pids`: the
+    server's processes (CPU per request is NaN without them)."""
+    before = cpu_seconds(pids)
     out = subprocess.run(["wrk", "-t2", "-c64", f"-d{SECS}s", "--latency", url], capture_output=True, text=True).stdout
+    cpu = cpu_seconds(pids) - before
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = 1e6 * cpu / done if pids and done else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     m = re.search(r"99%\s+([0-9.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, p99, int(bad.group(1)) if bad else 0
+    return rps, p99, int(bad.group(1)) if bad else 0, cpu_us
 
 
 def h2load(url):
@@ -152,6 +162,12 @@ def main():
             "nginx proxy_cache": (f"http://127.0.0.1:{nginx.port}", f"https://127.0.0.1:{nginx.tls_port}"),
             "varnish": (f"http://127.0.0.1:{varnish.port}", None),
         }
+        # Each system's processes, for its CPU per request (plain, TLS).
+        pids = {
+            "weir edge": ([plain_edge.pid], [tls_edge.pid]),
+            "nginx proxy_cache": (tree(nginx.proc.pid), tree(nginx.proc.pid)),
+            "varnish": (tree(varnish.proc.pid), None),
+        }
         def newest_segment():
             # A live segment is served only while a playlist can list it (and the edges keep
             # it that long, CDN-Cache-Control): each measurement takes the newest one.
@@ -165,7 +181,7 @@ def main():
             return path
 
         objects = {"segment": newest_segment, "master playlist": lambda: "/live/e/master.m3u8"}
-        print("## wrk -t2 -c64, cached objects (req/s, p99 ms)\n")
+        print("## wrk -t2 -c64, cached objects (req/s / p99 ms / server CPU us per request)\n")
         print("| object | protocol | " + " | ".join(systems) + " |")
         print("|---|---|" + "---|" * len(systems))
         for obj, choose in objects.items():
@@ -176,8 +192,8 @@ def main():
                         cells.append("-")
                         continue
                     path = warm(choose())
-                    rps, p99, bad = wrk(urls[idx] + path)
-                    cells.append(f"{rps:,.0f} / {p99:.1f}" + (f" ({bad} errors)" if bad else ""))
+                    rps, p99, bad, cpu_us = wrk(urls[idx] + path, pids[name][idx])
+                    cells.append(f"{rps:,.0f} / {p99:.1f} / {cpu_us:.1f}" + (f" ({bad} errors)" if bad else ""))
                 print(f"| {obj} | {proto} | " + " | ".join(cells) + " |")
         if shutil.which("h2load"):
             print("\n## h2load -c64 -m10, HTTPS + HTTP/2 (req/s, failed)\n")

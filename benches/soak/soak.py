@@ -43,7 +43,8 @@ def smaps_mb(pid):
     allocator's pages), thread stacks, files (the binary and its libraries), and how much of
     it is transparent huge pages (`thp`, part of the others). A thread's
     stack is an unnamed mapping of exactly 8 MiB (glibc's default stack size) next to its
-    guard page; the main thread's is [stack]."""
+    guard page; the main thread's is [stack]. (An allocator mapping of exactly 8 MiB is
+    counted as a stack too: read stacks together with anon and the thread count.)"""
     kinds = {"anon": 0, "stack": 0, "file": 0, "thp": 0}
     name, size = "", 0
     try:
@@ -126,8 +127,8 @@ def main():
         viewers = [viewer(master) for _ in range(a.viewers)]
         next_sample = start
         print("| min | RSS MB | fds | tasks | store MB | edge cache MB | viewers up | heap MB | jemalloc resident MB "
-              "| anon MB | stacks MB | files MB | THP MB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| anon MB | stacks MB | files MB | THP MB | threads |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         while time.monotonic() - start < a.minutes * 60:
             now = time.monotonic()
             if a.reconnect_every > 0 and now - last_reconnect >= a.reconnect_every * 60:
@@ -152,11 +153,12 @@ def main():
                     m.get('weir_allocator_bytes{kind="allocated"}', 0) / 1e6,
                     m.get('weir_allocator_bytes{kind="resident"}', 0) / 1e6,
                     maps["anon"], maps["stack"], maps["file"], maps["thp"],
+                    len(os.listdir(f"/proc/{pid}/task")),
                 )
                 rows.append(row)
                 print(f"| {row[0]:.0f} | {row[1]:.1f} | {row[2]} | {row[3]:.0f} | {row[4]:.1f} | {row[5]:.1f} "
                       f"| {row[6]} | {row[7]:.1f} | {row[8]:.1f} | {row[9]:.1f} | {row[10]:.1f} | {row[11]:.1f} "
-                      f"| {row[12]:.1f} |",
+                      f"| {row[12]:.1f} | {row[13]} |",
                       flush=True)
                 if a.csv:
                     with open(a.csv, "a") as f:
@@ -180,7 +182,7 @@ def main():
                           ("origin store", 4, "MB"), ("edge cache", 5, "MB"),
                           ("heap (allocated)", 7, "MB"), ("jemalloc resident", 8, "MB"),
                           ("anonymous", 9, "MB"), ("thread stacks", 10, "MB"), ("files", 11, "MB"),
-                          ("transparent huge pages", 12, "MB")):
+                          ("transparent huge pages", 12, "MB"), ("threads", 13, "")):
         print(f"| {name} | {slope_per_hour([(r[0], r[i]) for r in half]):+.2f} {unit} |")
     if rows:
         print(f"\nRSS at the end: {rows[-1][1]:.1f} MB (max {max(r[1] for r in rows):.1f} MB)")
