@@ -71,11 +71,7 @@ impl Access {
         timeout: Duration,
         now: Instant,
     ) -> Result<Option<&'q str>, EdgeError> {
-        let policy = match self.policies.current(r.event, now) {
-            Some(policy) => policy,
-            // Asking the upstream: boxed, so that a hit's future stays small.
-            None => Box::pin(self.policies.get(r.event, coalescer, timeout, now)).await?,
-        };
+        let policy = self.policies.get(r.event, coalescer, timeout, now).await?;
         // The wall clock only for a token's expiry.
         let wall = match policy.require_token {
             true => SystemTime::now(),

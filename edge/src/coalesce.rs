@@ -239,10 +239,23 @@ impl Coalescer {
         timeout: Duration,
         wait: Wait,
     ) -> (Result<Answer, EdgeError>, FetchRole) {
-        // The common case, a hit, takes no lock of ours.
+        // The common case, a hit, takes no lock of ours; the rest is boxed, so a hit's
+        // future (and its caller's) stays small.
         if let Some(hit) = self.cache.get(key) {
             return (Ok(Answer::Whole(hit)), FetchRole::Hit);
         }
+        Box::pin(self.join_or_start(key, upstream_path, timeout, wait)).await
+    }
+
+    /// [`Coalescer::fetch_with`] past the lookup: joins the fetch of `key` in flight, or
+    /// starts it.
+    async fn join_or_start(
+        self: &Arc<Self>,
+        key: &str,
+        upstream_path: &str,
+        timeout: Duration,
+        wait: Wait,
+    ) -> (Result<Answer, EdgeError>, FetchRole) {
         let (mut rx, waiters, role) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             // Checked under the lock: a finished fetch is in the cache before it leaves the

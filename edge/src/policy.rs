@@ -72,6 +72,17 @@ impl Policies {
         if let Some(policy) = self.current(event, now) {
             return Ok(policy);
         }
+        // Asking the upstream: boxed, so that a hit's future stays small.
+        Box::pin(self.ask(event, coalescer, timeout)).await
+    }
+
+    /// [`Policies::get`] past the known policy: asks the upstream for `event`'s.
+    async fn ask(
+        &self,
+        event: &str,
+        coalescer: &Arc<Coalescer>,
+        timeout: Duration,
+    ) -> Result<Arc<AccessPolicy>, EdgeError> {
         let path = policy_path(event);
         let (outcome, _) = coalescer.fetch(&path, &path, timeout).await;
         let failure = match outcome {

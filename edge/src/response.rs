@@ -176,8 +176,9 @@ pub(crate) struct Look {
 
 /// The head of the whole object's answer in `look`: `Content-Type`, `Cache-Control`,
 /// `CDN-Cache-Control` as the upstream sent them, `Content-Length` (`length` bytes), and as
-/// `look` says `ETag`, `Accept-Ranges`, `Vary` and `Content-Encoding`; room for the headers
-/// added per request and by the server without growing.
+/// `look` says `ETag`, `Accept-Ranges`, `Vary` and `Content-Encoding`. (A clone of it, as a
+/// cached head is answered, has room for its own headers only: the per-request ones grow it
+/// once.)
 fn head(f: &Fetched, look: Look, etag: &HeaderValue, length: usize) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(16);
     if let Some(v) = &f.head.content_type {

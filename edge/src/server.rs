@@ -420,11 +420,7 @@ async fn respond(
         take_stream: !playlist && !whole_needed,
         stale_after: (playlist && !blocking && !swr.is_zero()).then_some(swr),
     };
-    // The common case, a hit, without the fetch's (larger, boxed) future.
-    let (answer, role) = match state.coalescer.hit(&key) {
-        Some(hit) => (Ok(Answer::Whole(hit)), FetchRole::Hit),
-        None => Box::pin(state.coalescer.fetch_with(&key, &key, timeout, wait)).await,
-    };
+    let (answer, role) = state.coalescer.fetch_with(&key, &key, timeout, wait).await;
     let status = match role {
         FetchRole::Hit => "HIT",
         FetchRole::Started => "MISS",
