@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
-use tower_service::Service;
-use weir_edge::{edge, Edge, EdgeConfig, LocalOrigin};
+use hyper::service::Service;
+use weir_edge::{edge, EdgeConfig, EdgeConnection, LocalOrigin};
+use weir_http::App;
 
 const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\
 #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n\
@@ -48,14 +48,11 @@ fn origin() -> LocalOrigin {
 }
 
 fn request(path: &'static str) -> http::Request<Body> {
-    let mut r = http::Request::get(path)
+    http::Request::get(path)
         .header(http::header::HOST, "127.0.0.1:8080")
         .header(http::header::USER_AGENT, "bench")
         .body(Body::empty())
-        .unwrap();
-    r.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
-    r
+        .unwrap()
 }
 
 /// The body's length, read to the end.
@@ -69,7 +66,7 @@ async fn read(response: http::Response<Body>) -> usize {
         .len()
 }
 
-async fn get(edge: &mut Edge, path: &'static str) -> usize {
+async fn get(edge: &EdgeConnection, path: &'static str) -> usize {
     let response = edge.call(request(path)).await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
     read(response).await
@@ -94,7 +91,7 @@ fn hit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut edge = runtime.block_on(async {
+    let edge = runtime.block_on(async {
         edge(EdgeConfig {
             upstream: "http://127.0.0.1:9".into(),
             cache_capacity_bytes: 64 << 20,
@@ -111,10 +108,11 @@ fn hit(c: &mut Criterion) {
             local_origin: Some(origin()),
         })
         .unwrap()
+        .connection(SocketAddr::from(([127, 0, 0, 1], 40_000)))
     });
     let mut floor = Floor(Default::default());
     for path in ["/live/e/master.m3u8", "/live/e/source/s1/7.m4s"] {
-        runtime.block_on(get(&mut edge, path));
+        runtime.block_on(get(&edge, path));
         let response = runtime.block_on(edge.call(request(path))).unwrap();
         let (parts, body) = response.into_parts();
         let body = runtime.block_on(body.collect()).unwrap().to_bytes();
@@ -136,7 +134,7 @@ fn hit(c: &mut Criterion) {
                 runtime.block_on(async {
                     let start = Instant::now();
                     for _ in 0..n {
-                        black_box(get(&mut edge, path).await);
+                        black_box(get(&edge, path).await);
                     }
                     start.elapsed()
                 })

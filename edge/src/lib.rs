@@ -75,7 +75,7 @@ pub use geo::RELOAD_CHECK as GEOIP_RELOAD_CHECK;
 pub use health::{PROBE_EVERY as UPSTREAM_PROBE_EVERY, PROBE_TIMEOUT as UPSTREAM_PROBE_TIMEOUT};
 pub use held::HELD_EVERY as CACHE_GAUGES_EVERY;
 pub use local::LocalOrigin;
-pub use server::{edge, Edge, EdgeConfig, EdgeError};
+pub use server::{edge, Edge, EdgeConfig, EdgeConnection, EdgeError};
 pub use sharing::VIEWER_WINDOW as TOKEN_VIEWER_WINDOW;
 
 pub use weir_config::CLUSTER_SECRET_HEADER;

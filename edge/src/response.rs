@@ -10,8 +10,9 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING,
-    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, VARY,
+    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, VARY,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -39,6 +40,9 @@ pub(crate) struct Shape<'a> {
     /// A playlist: sent in the coding the viewer's `Accept-Encoding` prefers
     /// ([`crate::encoding`]).
     pub(crate) compress: bool,
+    /// The viewer's CORS headers ([`cors`]) with this `Access-Control-Allow-Origin`, made
+    /// part of the cached head.
+    pub(crate) cors: Option<&'a HeaderValue>,
 }
 
 impl Shape<'_> {
@@ -50,6 +54,7 @@ impl Shape<'_> {
             request: None,
             media: false,
             compress: false,
+            cors: None,
         }
     }
 }
@@ -60,8 +65,9 @@ pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// The answer to a viewer from `cached` at `now` (for `Age`).
 ///
 /// The head of the common answer (200, the whole object, no token) is built once per cached
-/// object and coding and cloned for every viewer after ([`Cached::head`]); only `Age` and
-/// `X-Cache` are per request.
+/// object and coding and cloned for every viewer after ([`Cached::head`]), with `Age: 0` and
+/// `X-Cache: HIT` in it: a request replaces what differs in place (a clone has no room to
+/// grow without a reallocation).
 pub(crate) fn response(
     cached: &Cached,
     cache_status: &'static str,
@@ -106,10 +112,12 @@ pub(crate) fn response(
         tagged,
         media: shape.media,
         compress: shape.compress && ok,
+        cors: shape.cors.is_some(),
     };
+    let build = || head(f, look, &etag, body.len(), shape.cors);
     let mut h = match rewritten {
-        None => cached.head(look, || head(f, look, &etag, body.len())),
-        Some(_) => head(f, look, &etag, body.len()),
+        None => cached.head(look, build),
+        Some(_) => build(),
     };
     let mut status = f.head.status;
     if let (true, Some(request)) = (ok, shape.request) {
@@ -144,13 +152,17 @@ pub(crate) fn response(
         }
     }
     let age = f.head.age + now.saturating_duration_since(cached.fetched_at).as_secs();
-    h.insert(AGE, HeaderValue::from(age));
+    if age > 0 {
+        h.insert(AGE, age_value(age));
+    }
     let x_cache = match (cached.stale, cache_status) {
         (true, _) => "STALE",
         (false, "HIT") => "HIT",
         _ => "MISS",
     };
-    h.insert(X_CACHE, HeaderValue::from_static(x_cache));
+    if x_cache != "HIT" {
+        h.insert(X_CACHE, HeaderValue::from_static(x_cache));
+    }
     let mut r = Response::new(if shape.head || status == StatusCode::NOT_MODIFIED {
         Body::empty()
     } else {
@@ -172,14 +184,21 @@ pub(crate) struct Look {
     pub(crate) media: bool,
     /// A playlist answered 200: `Vary: accept-encoding` and its `Content-Encoding`.
     pub(crate) compress: bool,
+    /// The viewer's CORS headers.
+    pub(crate) cors: bool,
 }
 
 /// The head of the whole object's answer in `look`: `Content-Type`, `Cache-Control`,
-/// `CDN-Cache-Control` as the upstream sent them, `Content-Length` (`length` bytes), and as
-/// `look` says `ETag`, `Accept-Ranges`, `Vary` and `Content-Encoding`. (A clone of it, as a
-/// cached head is answered, has room for its own headers only: the per-request ones grow it
-/// once.)
-fn head(f: &Fetched, look: Look, etag: &HeaderValue, length: usize) -> HeaderMap {
+/// `CDN-Cache-Control` as the upstream sent them, `Content-Length` (`length` bytes), as
+/// `look` says `ETag`, `Accept-Ranges`, `Vary`, `Content-Encoding` and the CORS headers
+/// (with `cors`), and `Age: 0`, `X-Cache: HIT` for [`response`] to replace.
+fn head(
+    f: &Fetched,
+    look: Look,
+    etag: &HeaderValue,
+    length: usize,
+    cors: Option<&HeaderValue>,
+) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(16);
     if let Some(v) = &f.head.content_type {
         h.insert(CONTENT_TYPE, v.clone());
@@ -204,7 +223,43 @@ fn head(f: &Fetched, look: Look, etag: &HeaderValue, length: usize) -> HeaderMap
             h.insert(CONTENT_ENCODING, v);
         }
     }
+    if let Some(origin) = cors.filter(|_| look.cors) {
+        add_cors(&mut h, origin);
+    }
+    h.insert(AGE, HeaderValue::from_static("0"));
+    h.insert(X_CACHE, HeaderValue::from_static("HIT"));
     h
+}
+
+/// Adds the headers a viewer's player reads across origins: `Access-Control-Allow-Origin`
+/// and `Timing-Allow-Origin` (W3C Resource Timing: players' QoE analytics, and the tests,
+/// read resource timing, HTTP version included) with `origin`, and
+/// `Access-Control-Expose-Headers: Age` (hls.js reads `Age` to tune in to a low-latency
+/// stream behind a CDN).
+pub(crate) fn add_cors(h: &mut HeaderMap, origin: &HeaderValue) {
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(TIMING_ALLOW_ORIGIN, origin.clone());
+    h.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Age"),
+    );
+}
+
+/// `Timing-Allow-Origin` (W3C Resource Timing).
+const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
+
+/// `Age` in seconds; no allocation for the ages a live object has (under a minute).
+fn age_value(secs: u64) -> HeaderValue {
+    const SMALL: [&str; 60] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59",
+    ];
+    match SMALL.get(secs as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(secs),
+    }
 }
 
 /// The answer to a viewer from a media object still arriving ([`Filling`]): status,
@@ -305,12 +360,14 @@ mod tests {
         let segment = cached("video/iso.segment", vec![7; 1000]);
         let etag = segment.etag().to_str().unwrap().to_owned();
         let etag: &'static str = Box::leak(etag.into_boxed_str());
+        let star = HeaderValue::from_static("*");
         let shape = |request| Shape {
             head: false,
             token: None,
             request: Some(request),
             media: true,
             compress: false,
+            cors: Some(&star),
         };
         let plain = request(&[]);
         let revalidate = request(&[(IF_NONE_MATCH, etag)]);
@@ -351,6 +408,13 @@ mod tests {
             assert_eq!(r.headers()[ETAG], etag, "answer {i}");
             assert_eq!(r.headers()[AGE], "1", "answer {i}");
             assert_eq!(r.headers()[X_CACHE], "HIT", "answer {i}");
+            assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*", "answer {i}");
+            assert_eq!(
+                r.headers().len(),
+                10 - usize::from(expected.0 == 304) * 2 + usize::from(expected.2.is_some()),
+                "answer {i}: {:?}",
+                r.headers()
+            );
             assert_eq!(seen(r), expected, "answer {i}");
         }
         // A HEAD: the whole object's length, no body.
@@ -373,6 +437,7 @@ mod tests {
             request: Some(request),
             media: false,
             compress: true,
+            cors: None,
         };
         let identity = request(&[]);
         let gzip = request(&[(ACCEPT_ENCODING, "gzip")]);
@@ -401,6 +466,52 @@ mod tests {
             let (_, length, _, _, _, body) = seen(r);
             assert_eq!(body, text.len() + 20 * "?token=t0k".len(), "round {round}");
             assert_eq!(length, Some(body.to_string()));
+        }
+    }
+
+    /// What differs per request replaces the shared head's placeholders: `Age` as time
+    /// passes, `X-Cache` for a miss or a stale copy; an answer without CORS (an edge asking
+    /// this one) has its own head, not the viewers'.
+    #[test]
+    fn age_cache_status_and_cors_per_answer() {
+        let mut segment = cached("video/iso.segment", vec![7; 100]);
+        let star = HeaderValue::from_static("*");
+        let viewer = Shape {
+            cors: Some(&star),
+            ..Shape::plain()
+        };
+        let at = segment.fetched_at;
+        let table = [
+            (viewer, "HIT", 0, "1", "HIT", true),
+            (viewer, "MISS", 0, "1", "MISS", true),
+            (viewer, "HIT", 75, "76", "HIT", true),
+            (Shape::plain(), "HIT", 2, "3", "HIT", false),
+            (viewer, "HIT", 0, "1", "HIT", true),
+            (Shape::plain(), "MISS", 0, "1", "MISS", false),
+        ];
+        for (round, stale) in [(0, false), (1, false), (2, true)] {
+            segment.stale = stale;
+            for (i, (shape, status, secs, age, x_cache, cors)) in table.iter().enumerate() {
+                let r = response(&segment, status, *shape, at + Duration::from_secs(*secs));
+                let h = r.headers();
+                assert_eq!(h[AGE], *age, "round {round} answer {i}");
+                let x_cache = if stale { "STALE" } else { *x_cache };
+                assert_eq!(h[X_CACHE], x_cache, "round {round} answer {i}");
+                assert_eq!(
+                    h.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN),
+                    *cors,
+                    "round {round} answer {i}"
+                );
+                assert_eq!(h.contains_key(TIMING_ALLOW_ORIGIN), *cors);
+                assert_eq!(h.get_all(AGE).iter().count(), 1, "one Age: {h:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn age_values_are_the_decimal_seconds() {
+        for secs in (0..200).chain([3_600, u64::MAX]) {
+            assert_eq!(age_value(secs), HeaderValue::from(secs), "{secs}");
         }
     }
 }

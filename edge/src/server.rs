@@ -5,15 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::header::{
-    HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
-    CACHE_CONTROL,
-};
+use http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL};
 use http::{Method, StatusCode, Uri};
 use weir_config::AccessSettings;
 use weir_url::{Directives, Route};
@@ -29,7 +24,7 @@ use crate::geo::Geo;
 use crate::internal::{content_key, from_edge, policy_for_edge, purge};
 use crate::licence::{clearkey, MAX_REQUEST_BYTES as MAX_LICENCE_REQUEST_BYTES};
 use crate::policy::Policies;
-use crate::response::{response, streamed, Shape};
+use crate::response::{add_cors, response, streamed, Shape};
 use crate::route::{served, Served};
 use crate::sharing::TokenSharing;
 use crate::upstream::Upstream;
@@ -150,9 +145,9 @@ pub(crate) struct EdgeState {
     pub(crate) counters: Counters,
 }
 
-/// The edge's request path as a service for [`weir_http::serve`] (which gives each request
-/// the peer's `ConnectInfo<SocketAddr>`): the phases run straight from the request, without
-/// a router in between. Cloning is cheap (one shared state).
+/// The edge's request path as an app for [`weir_http::serve`]: one [`EdgeConnection`] per
+/// viewer connection runs the phases straight from each request, without a router in
+/// between. Cloning is cheap (one shared state).
 #[derive(Clone)]
 pub struct Edge(Arc<EdgeState>);
 
@@ -174,7 +169,39 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-impl<B> tower_service::Service<http::Request<B>> for Edge
+impl weir_http::App for Edge {
+    type Body = axum::body::Body;
+    type Connection = EdgeConnection;
+
+    fn connection(&self, peer: std::net::SocketAddr) -> EdgeConnection {
+        EdgeConnection(Arc::new(Connected {
+            state: self.0.clone(),
+            peer: peer.ip(),
+        }))
+    }
+}
+
+/// The edge serving one connection from a peer (hyper's `Service`, any request body). Each
+/// request holds the connection's own reference, not the edge's: the requests of different
+/// connections (on different worker threads) do not contend for one reference count.
+#[derive(Clone)]
+pub struct EdgeConnection(Arc<Connected>);
+
+struct Connected {
+    state: Arc<EdgeState>,
+    /// The peer's address (phase 1 may take the viewer's from a trusted proxy's header).
+    peer: std::net::IpAddr,
+}
+
+impl std::fmt::Debug for EdgeConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeConnection")
+            .field("peer", &self.0.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> hyper::service::Service<http::Request<B>> for EdgeConnection
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -184,14 +211,10 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&self, request: http::Request<B>) -> Self::Future {
         // Only a licence request has a body the edge reads (bounded); any other is dropped.
         let (parts, body) = request.into_parts();
-        let state = self.0.clone();
+        let connected = self.0.clone();
         let licence = parts.method == Method::POST && parts.uri.path().starts_with("/licence/");
         let fut = async move {
             let body = match licence {
@@ -204,7 +227,7 @@ where
                 }
                 false => None,
             };
-            Ok(handle(&state, parts, body.as_ref()).await)
+            Ok(handle(&connected.state, connected.peer, parts, body.as_ref()).await)
         };
         Box::pin(fut)
     }
@@ -271,14 +294,11 @@ pub fn edge(config: EdgeConfig) -> Result<Edge, String> {
 
 async fn handle(
     state: &EdgeState,
+    peer: std::net::IpAddr,
     request: http::request::Parts,
     body: Option<&bytes::Bytes>,
 ) -> Response {
     let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
-    let peer = request
-        .extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
     // Phase 1: the client address (and the one reading of the clock for the request).
     let viewer = Viewer {
         ip: client_ip(peer, headers, &state.config.access.trusted_proxies),
@@ -296,20 +316,13 @@ async fn handle(
             e.into_response()
         }
     };
+    // Every answer carries them; a cached object's head has them already.
     let h = response.headers_mut();
-    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, state.cors.clone());
-    // Players' QoE analytics (and the tests) read resource timing, HTTP version included.
-    h.insert(TIMING_ALLOW_ORIGIN, state.cors.clone());
-    // hls.js reads Age to tune in to a low-latency stream behind a CDN.
-    h.insert(
-        ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Age"),
-    );
+    if !h.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+        add_cors(h, &state.cors);
+    }
     response
 }
-
-/// `Timing-Allow-Origin` (W3C Resource Timing).
-const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 
 /// Who asked, and when (phase 1's answer).
 struct Viewer<'a> {
@@ -453,6 +466,7 @@ async fn respond(
             request: Some(headers),
             media: !playlist,
             compress: playlist,
+            cors: Some(&state.cors),
         },
         viewer.at,
     );

@@ -1,40 +1,58 @@
-//! One connection: hyper-util's auto builder (HTTP/1.1 or HTTP/2) with the peer's address
-//! given to the service, and its idle timeout (no request in flight for so long).
+//! One connection: hyper-util's auto builder (HTTP/1.1 or HTTP/2) with the app's service for
+//! this peer, and one watch over the connection for both of its time limits: the header
+//! timeout (an HTTP/1.1 connection gets that long to send its next request head) and the idle
+//! timeout (no request in flight for so long).
+//!
+//! hyper's own header timeout arms a timer per request head (an allocation and a timer-wheel
+//! entry each time, about 3% of a cached playlist's cost at the edge); the watch here is one
+//! timer per connection that only looks at two atomics the requests update.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::App;
+/// How long a connection may go without a request in flight (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quiet {
+    /// Until the connection has carried an HTTP/2 request: an HTTP/1.1 connection waits
+    /// this long at most for a whole request head (the header timeout), after its previous
+    /// response or from its start.
+    pub(crate) head: Duration,
+    /// A connection that carries HTTP/2 (its streams multiplexed; no head is awaited).
+    pub(crate) idle: Duration,
+}
 
-/// Serves one connection (plain or TLS) with the router, the peer's address given as
-/// `ConnectInfo`, until it closes, the shutdown ends it, or it has had no request in flight
-/// for `idle`.
-pub(crate) async fn serve_connection<I, A: App>(
+/// Serves one connection (plain or TLS) with `service` (the app's for this peer) until it
+/// closes, the shutdown ends it, or it has had no request in flight for its [`Quiet`] limit.
+pub(crate) async fn serve_connection<I, S, B>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
-    app: A,
-    peer: SocketAddr,
+    service: S,
     watcher: hyper_util::server::graceful::Watcher,
-    idle: Duration,
+    quiet: Quiet,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error: Into<crate::BoxError>> + Send + Unpin + 'static,
 {
     let activity = Arc::new(Activity::new());
     let tracked = activity.clone();
     let service =
-        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
+        hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
             // In flight from here until the response body is dropped (sent or abandoned).
-            let busy = tracked.begin();
-            let response = app.call(request);
+            let busy = tracked.begin(request.version());
+            let response = service.call(request);
             async move {
                 let response = response.await?;
                 Ok::<_, std::convert::Infallible>(
@@ -45,9 +63,14 @@ pub(crate) async fn serve_connection<I, A: App>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let served = watcher.watch(conn.into_owned());
     tokio::select! {
+        biased;
         _ = served => {}
-        () = activity.idle_for(idle) => {
-            metrics::counter!("weir_http_idle_closed_total").increment(1);
+        timeout = activity.quiet_for(quiet) => {
+            let name = match timeout {
+                Timeout::Head => "weir_http_header_timeouts_total",
+                Timeout::Idle => "weir_http_idle_closed_total",
+            };
+            metrics::counter!(name).increment(1);
         }
     }
 }
@@ -79,12 +102,13 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
     }
 }
 
-/// Requests in flight on one connection, and when the last one ended (lock-free: two
-/// atomics per request).
+/// Requests in flight on one connection, when the last one ended, and whether it carries
+/// HTTP/2 (lock-free: two atomics per request).
 struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
     /// Milliseconds from `born` to the end of the last request.
     last_ms: std::sync::atomic::AtomicU64,
+    http2: std::sync::atomic::AtomicBool,
     born: tokio::time::Instant,
 }
 
@@ -100,32 +124,125 @@ impl Drop for Busy {
     }
 }
 
+/// Which limit closed a quiet connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timeout {
+    /// An HTTP/1.1 connection sent no whole request head within the header timeout.
+    Head,
+    /// No request in flight for the idle timeout.
+    Idle,
+}
+
 impl Activity {
     fn new() -> Activity {
         Activity {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             last_ms: std::sync::atomic::AtomicU64::new(0),
+            http2: std::sync::atomic::AtomicBool::new(false),
             born: tokio::time::Instant::now(),
         }
     }
 
-    fn begin(self: &Arc<Self>) -> Busy {
+    fn begin(self: &Arc<Self>, version: http::Version) -> Busy {
+        if version == http::Version::HTTP_2 && !self.http2.load(Ordering::Relaxed) {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
     }
 
-    /// Resolves once no request has been in flight for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    /// The limit a quiet connection has now, and which one it is.
+    fn limit(&self, quiet: Quiet) -> (Duration, Timeout) {
+        if self.http2.load(Ordering::Relaxed) || quiet.idle <= quiet.head {
+            (quiet.idle, Timeout::Idle)
+        } else {
+            (quiet.head, Timeout::Head)
+        }
+    }
+
+    /// Resolves once no request has been in flight for the connection's limit (one timer
+    /// per connection: a busy one is looked at again a whole limit later).
+    async fn quiet_for(&self, quiet: Quiet) -> Timeout {
         loop {
+            let (limit, which) = self.limit(quiet);
             let last = self.born + Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-            let quiet = self.in_flight.load(Ordering::Acquire) == 0;
+            let idle = self.in_flight.load(Ordering::Acquire) == 0;
             let since = last.elapsed();
-            if quiet && since >= idle {
-                return;
+            if idle && since >= limit {
+                return which;
             }
-            // Busy: look again after a whole idle period; quiet: when it would run out.
-            let wait = if quiet { idle - since } else { idle };
+            // Busy: look again after a whole limit; quiet: when it would run out.
+            let wait = if idle { limit - since } else { limit };
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet() -> Quiet {
+        Quiet {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        }
+    }
+
+    /// Which limit applies, by what the connection carried and how the two are set.
+    #[test]
+    fn the_header_timeout_bounds_http1_and_the_idle_timeout_http2() {
+        let table = [
+            (None, quiet(), (10, Timeout::Head)),
+            (Some(http::Version::HTTP_11), quiet(), (10, Timeout::Head)),
+            (Some(http::Version::HTTP_10), quiet(), (10, Timeout::Head)),
+            (Some(http::Version::HTTP_2), quiet(), (60, Timeout::Idle)),
+            (
+                Some(http::Version::HTTP_11),
+                Quiet {
+                    head: Duration::from_secs(10),
+                    idle: Duration::from_secs(5),
+                },
+                (5, Timeout::Idle),
+            ),
+        ];
+        for (version, quiet, (secs, which)) in table {
+            let a = Arc::new(Activity::new());
+            if let Some(v) = version {
+                drop(a.begin(v));
+            }
+            assert_eq!(
+                a.limit(quiet),
+                (Duration::from_secs(secs), which),
+                "{version:?}"
+            );
+        }
+    }
+
+    /// A connection is closed the header timeout after its last response ended, never while
+    /// a request is in flight however long that takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_is_closed_at_its_limit_and_a_busy_one_never() {
+        let a = Arc::new(Activity::new());
+        let start = tokio::time::Instant::now();
+        assert_eq!(a.quiet_for(quiet()).await, Timeout::Head);
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "from its start");
+
+        let busy = a.begin(http::Version::HTTP_11);
+        let watch = {
+            let a = a.clone();
+            tokio::spawn(async move { a.quiet_for(quiet()).await })
+        };
+        // A request in flight for a minute: the watch sees a busy connection each time.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!watch.is_finished());
+        let ended = tokio::time::Instant::now();
+        drop(busy);
+        assert_eq!(watch.await.unwrap(), Timeout::Head);
+        let waited = ended.elapsed();
+        assert!(
+            waited >= Duration::from_secs(10) && waited <= Duration::from_secs(11),
+            "closed {waited:?} after the response ended"
+        );
     }
 }

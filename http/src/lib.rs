@@ -7,10 +7,11 @@
 //!        --> TLS (rustls, ring; ALPN h2 / http/1.1; certificate re-read when its files
 //!            change), bounded by the header timeout
 //!        --> hyper-util auto: HTTP/1.1, or HTTP/2 (ALPN over TLS, prior knowledge on
-//!            plain TCP: h2c); request headers bounded in size and in time (the header
-//!            timeout, which also closes an idle keep-alive connection)
-//!        --> the service (an axum router, or any `Service` of the same shape), with
-//!            `ConnectInfo<SocketAddr>` of the peer
+//!            plain TCP: h2c); request heads bounded in size, and a connection's quiet time
+//!            in one watch per connection: the header timeout (which also closes an idle
+//!            keep-alive connection) and, for HTTP/2, the idle timeout
+//!        --> the app's service for this peer ([`App::connection`]: an axum router gets
+//!            `ConnectInfo<SocketAddr>` in each request)
 //! shutdown --> stop accepting; in-flight responses finish (bounded by the grace period)
 //! ```
 
@@ -20,17 +21,17 @@ mod tls;
 pub mod workers;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connection::serve_connection;
+use connection::{serve_connection, Quiet};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tower_service::Service;
 
 pub use limits::ConnectionLimits;
 pub use tls::{TlsError, TlsFiles, RELOAD_CHECK as TLS_RELOAD_CHECK};
@@ -41,7 +42,8 @@ pub struct HttpSettings {
     /// The listener's name in logs and metrics (`edge`, `origin`).
     pub name: &'static str,
     /// Time a client has to send a whole request head (and the TLS handshake), and the
-    /// longest an HTTP/1.1 keep-alive connection may wait idle for its next request.
+    /// longest an HTTP/1.1 keep-alive connection may wait idle for its next request (or any
+    /// connection for its first).
     pub header_read_timeout: Duration,
     /// Largest request head, bytes (HTTP/1.1 buffer; HTTP/2 header list).
     pub max_header_bytes: usize,
@@ -54,8 +56,8 @@ pub struct HttpSettings {
     /// On shutdown, how long in-flight responses may take to finish.
     pub shutdown_grace: Duration,
     /// A connection with no request in flight (none being handled or its response sent)
-    /// for this long is closed, HTTP/2 included (hyper closes an idle HTTP/1.1 connection
-    /// at the header timeout already, if that is shorter). Nothing is cut: no response is
+    /// for this long is closed, HTTP/2 included (an idle HTTP/1.1 connection is closed at
+    /// the header timeout already, if that is shorter). Nothing is cut: no response is
     /// under way.
     pub idle_timeout: Duration,
     /// Threads that accept and serve this listener's connections, each with a
@@ -98,9 +100,10 @@ pub enum ServeError {
 /// The builder both protocols share.
 fn builder(s: &HttpSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // The header timeout is the connection's own watch (`connection::Quiet`), not a timer
+    // per request head.
     b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(s.max_header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())
@@ -111,37 +114,57 @@ fn builder(s: &HttpSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// What a listener serves: an axum [`Router`](axum::Router), or any cloneable service of
-/// the same shape (the edge's request path is one, without a router's per-request costs).
-/// Each request carries the peer's `ConnectInfo<SocketAddr>` in its extensions.
-pub trait App:
-    Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<Self::Body>,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
+/// What a listener serves: an axum [`Router`](axum::Router), or an app of its own (the
+/// edge's request path is one, without a router's per-request costs), which makes one
+/// service per connection knowing the peer's address.
+pub trait App: Clone + Send + 'static {
     /// The response body.
     type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+    /// What serves one connection's requests (hyper's `Service`: called by reference, each
+    /// future on its own).
+    type Connection: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Self::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static;
+
+    /// The service for a connection from `peer` (once per connection).
+    fn connection(&self, peer: SocketAddr) -> Self::Connection;
 }
 
-impl<S, B> App for S
-where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Body = B;
+impl App for axum::Router {
+    type Body = axum::body::Body;
+    type Connection = RouterConnection;
+
+    fn connection(&self, peer: SocketAddr) -> RouterConnection {
+        RouterConnection {
+            router: self.clone(),
+            peer,
+        }
+    }
+}
+
+/// An axum router serving one connection: each request gets the peer's
+/// `ConnectInfo<SocketAddr>` for the router's handlers.
+#[derive(Clone, Debug)]
+pub struct RouterConnection {
+    router: axum::Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for RouterConnection {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn call(&self, mut request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        tower_service::Service::call(&mut self.router.clone(), request)
+    }
 }
 
 /// A boxed error, as hyper takes from bodies.
@@ -230,16 +253,19 @@ async fn accept_loop<A: App>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let service = app.connection(peer);
         let builder = shared.builder.clone();
         let timeout = settings.header_read_timeout;
-        let idle = settings.idle_timeout;
+        let quiet = Quiet {
+            head: timeout,
+            idle: settings.idle_timeout,
+        };
         let watcher = graceful.watcher();
         let tls = shared.tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(builder, stream, app, peer, watcher, idle).await,
+                None => serve_connection(builder, stream, service, watcher, quiet).await,
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
                         tokio::time::timeout(timeout, acceptor.accept(stream)).await
@@ -248,7 +274,7 @@ async fn accept_loop<A: App>(
                             .increment(1);
                         return;
                     };
-                    serve_connection(builder, stream, app, peer, watcher, idle).await;
+                    serve_connection(builder, stream, service, watcher, quiet).await;
                 }
             }
         });
