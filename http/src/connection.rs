@@ -5,7 +5,8 @@
 //!
 //! hyper's own header timeout arms a timer per request head (an allocation and a timer-wheel
 //! entry each time, about 3% of a cached playlist's cost at the edge); the watch here is one
-//! timer per connection that only looks at two atomics the requests update.
+//! timer per connection, in a task apart from the connection's, that only looks at two
+//! atomics the requests update.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,11 +62,14 @@ pub(crate) async fn serve_connection<I, S, B>(
             }
         });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let served = watcher.watch(conn.into_owned());
+    // The connection runs as a task of its own, so the watch (this task) wakes only when
+    // its timer fires or the connection ends, not at every event of the connection.
+    let mut served = tokio::spawn(watcher.watch(conn.into_owned()));
     tokio::select! {
         biased;
-        _ = served => {}
+        _ = &mut served => {}
         timeout = activity.quiet_for(quiet) => {
+            served.abort();
             let name = match timeout {
                 Timeout::Head => "weir_http_header_timeouts_total",
                 Timeout::Idle => "weir_http_idle_closed_total",
