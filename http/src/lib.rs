@@ -15,6 +15,7 @@
 //! shutdown --> stop accepting; in-flight responses finish (bounded by the grace period)
 //! ```
 
+mod balance;
 mod connection;
 mod limits;
 mod tls;
@@ -186,7 +187,7 @@ pub async fn serve<A: App>(
 ) -> Result<(), ServeError> {
     let shared = Shared::new(&settings)?;
     if settings.workers == 0 {
-        accept_loop(listener, app, &settings, &shared, shutdown).await
+        accept_loop(listener, app, &settings, &shared, None, shutdown).await
     } else {
         workers::serve(listener, app, settings, shared, shutdown).await
     }
@@ -219,12 +220,14 @@ impl Shared {
     }
 }
 
-/// Accepts and serves connections on the current runtime until `shutdown`, then drains.
+/// Accepts and serves connections on the current runtime until `shutdown`, then drains; a
+/// worker thread's loop accepts on its `turn` ([`balance`]).
 async fn accept_loop<A: App>(
     listener: TcpListener,
     app: A,
     settings: &HttpSettings,
     shared: &Shared,
+    turn: Option<balance::Turn>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let graceful = GracefulShutdown::new();
@@ -232,7 +235,7 @@ async fn accept_loop<A: App>(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept(&listener, turn.as_ref()) => match accepted {
                 Ok(a) => a,
                 Err(e) if transient(&e) => {
                     // Out of file descriptors, say: refuse for a moment, keep serving.
@@ -253,6 +256,7 @@ async fn accept_loop<A: App>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let open = turn.as_ref().map(balance::Turn::open);
         let service = app.connection(peer);
         let builder = shared.builder.clone();
         let timeout = settings.header_read_timeout;
@@ -263,7 +267,7 @@ async fn accept_loop<A: App>(
         let watcher = graceful.watcher();
         let tls = shared.tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _counted = (permit, open);
             match tls {
                 None => serve_connection(builder, stream, service, watcher, quiet).await,
                 Some(acceptor) => {
@@ -294,6 +298,17 @@ async fn accept_loop<A: App>(
         );
     }
     Ok(())
+}
+
+/// The next connection, once `turn` (if any) lets this worker take it.
+async fn accept(
+    listener: &TcpListener,
+    turn: Option<&balance::Turn>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    if let Some(turn) = turn {
+        turn.ready().await;
+    }
+    listener.accept().await
 }
 
 /// Errors after which accepting goes on (RFC: accept(2) ERRORS that concern one connection

@@ -6,7 +6,8 @@
 //! tens, and it is what separated weir's edge from a bare server on the same cores (see
 //! `benches/edge/RESULTS.md`). A worker keeps a connection, its requests and the tasks they
 //! spawn on one thread. The kernel hands each new connection to whichever worker accepts
-//! first, so a busy worker takes fewer.
+//! first; a worker with more open connections than the least loaded one by more than one
+//! waits its turn ([`crate::balance`]).
 //!
 //! What the service shares between workers (the edge's cache, its upstream pool) is
 //! thread-safe already; what a request spawns (a detached upstream fetch) runs on its worker.
@@ -17,6 +18,7 @@ use std::sync::Mutex;
 
 use tokio::net::TcpListener;
 
+use crate::balance::Balance;
 use crate::{accept_loop, App, HttpSettings, ServeError, Shared};
 
 /// The runtimes of the worker threads now running (any listener), by a serial number.
@@ -51,7 +53,7 @@ pub(crate) async fn serve<A: App>(
     let listener = listener.into_std().map_err(ServeError::Accept)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    for i in 0..settings.workers {
+    for (i, turn) in Balance::turns(settings.workers).into_iter().enumerate() {
         let listener = listener.try_clone().map_err(ServeError::Accept)?;
         let name = format!("weir-{}-{i}", settings.name);
         let (app, settings, shared, done) =
@@ -72,7 +74,7 @@ pub(crate) async fn serve<A: App>(
                         let stop = async move {
                             let _ = stopped.wait_for(|s| *s).await;
                         };
-                        accept_loop(listener, app, &settings, &shared, stop).await
+                        accept_loop(listener, app, &settings, &shared, Some(turn), stop).await
                     });
                     runtimes().retain(|(s, _)| *s != serial);
                     result
@@ -112,6 +114,9 @@ mod tests {
 
     use super::*;
 
+    /// The tests of this module count every worker runtime of the process: one at a time.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Answers every request with the name of the thread that served it.
     fn thread_named() -> axum::Router {
         axum::Router::new().route(
@@ -120,6 +125,41 @@ mod tests {
                 std::thread::current().name().unwrap_or("?").to_string()
             }),
         )
+    }
+
+    /// Two workers of a listener named `name` answering [`thread_named`]: the address, the
+    /// stop, and the serving task.
+    async fn two_workers(
+        name: &'static str,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = HttpSettings {
+            workers: 2,
+            ..HttpSettings::plain(name)
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve(listener, thread_named(), settings, async {
+            let _ = rx.await;
+        }));
+        (addr, tx, server)
+    }
+
+    /// Stops the workers and waits for them.
+    async fn stop(
+        tx: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
+        tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("workers stopped")
+            .unwrap()
+            .unwrap();
     }
 
     async fn get(addr: std::net::SocketAddr) -> String {
@@ -134,16 +174,8 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_served_on_the_worker_threads_and_drained_on_shutdown() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let settings = HttpSettings {
-            workers: 2,
-            ..HttpSettings::plain("wtest")
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(listener, thread_named(), settings, async {
-            let _ = rx.await;
-        }));
+        let _alone = ONE_AT_A_TIME.lock().await;
+        let (addr, tx, server) = two_workers("wtest").await;
         let mut threads = HashSet::new();
         // Whichever worker accepts first serves: ask until both have (each one is idle
         // between our requests, so neither can take them all for long).
@@ -158,16 +190,55 @@ mod tests {
             HashSet::from(["weir-wtest-0".to_string(), "weir-wtest-1".to_string()])
         );
         assert!(alive_tasks() < 10, "connections closed: {}", alive_tasks());
-        tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("workers stopped")
-            .unwrap()
-            .unwrap();
+        stop(tx, server).await;
         assert!(
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "the listening socket is closed once every worker stopped"
         );
         assert!(RUNTIMES.lock().unwrap().is_empty(), "runtimes unregistered");
+    }
+
+    /// Forty connections opened at once and kept open end up split evenly between two
+    /// workers ([`crate::balance`]), whichever one the kernel wakes first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_connections_is_split_evenly_between_the_workers() {
+        let _alone = ONE_AT_A_TIME.lock().await;
+        let (addr, tx, server) = two_workers("btest").await;
+        let mut connections = Vec::new();
+        for _ in 0..40 {
+            connections.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut served = std::collections::HashMap::<String, usize>::new();
+        for s in &mut connections {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            // Kept alive: read until the body (a worker's name) has come.
+            let mut got = Vec::new();
+            let name = loop {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(name) = ["weir-btest-0", "weir-btest-1"]
+                    .into_iter()
+                    .find(|n| text.ends_with(n))
+                {
+                    break name;
+                }
+            };
+            *served.entry(name.to_string()).or_default() += 1;
+        }
+        let counts: Vec<usize> = ["weir-btest-0", "weir-btest-1"]
+            .iter()
+            .map(|n| served.get(*n).copied().unwrap_or(0))
+            .collect();
+        assert!(
+            counts[0].abs_diff(counts[1]) <= crate::balance::SLACK + 2,
+            "connections per worker: {served:?}"
+        );
+        drop(connections);
+        stop(tx, server).await;
     }
 }
