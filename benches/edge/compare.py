@@ -69,7 +69,7 @@ http {{
   access_log off;
   proxy_cache_path {d}/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60s use_temp_path=off;
   server {{ listen 127.0.0.1:{self.port}; {loc} }}
-  server {{ listen 127.0.0.1:{self.tls_port} ssl http2; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {loc} }}
+  server {{ listen 127.0.0.1:{self.tls_port} ssl http2; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {loc} }}
 }}
 """)
         self.proc = subprocess.Popen(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], stderr=subprocess.DEVNULL)
@@ -94,14 +94,20 @@ def wrk(url, pids=()):
     return rps, p99, int(bad.group(1)) if bad else 0, cpu_us
 
 
-def h2load(url):
+def h2load(url, pids=()):
+    """(req/s, failed requests, server CPU us per succeeded request) of `url` over HTTP/2."""
     if not shutil.which("h2load"):
         return None
+    before = cpu_seconds(pids)
     out = subprocess.run(["h2load", "-c", "64", "-m", "10", "-t", "2", "-D", str(SECS), url],
                          capture_output=True, text=True).stdout
+    cpu = cpu_seconds(pids) - before
     m = re.search(r"finished in .*?, ([0-9.]+) req/s", out)
     fails = re.search(r"(\d+) failed", out)
-    return (float(m.group(1)) if m else 0.0), (int(fails.group(1)) if fails else -1)
+    ok = re.search(r"(\d+) succeeded", out)
+    done = int(ok.group(1)) if ok else 0
+    cpu_us = 1e6 * cpu / done if pids and done else float("nan")
+    return (float(m.group(1)) if m else 0.0), (int(fails.group(1)) if fails else -1), cpu_us
 
 
 def part_delay_ms(origin):
@@ -196,15 +202,15 @@ def main():
                     cells.append(f"{rps:,.0f} / {p99:.1f} / {cpu_us:.1f}" + (f" ({bad} errors)" if bad else ""))
                 print(f"| {obj} | {proto} | " + " | ".join(cells) + " |")
         if shutil.which("h2load"):
-            print("\n## h2load -c64 -m10, HTTPS + HTTP/2 (req/s, failed)\n")
+            print("\n## h2load -c64 -m10, HTTPS + HTTP/2 (req/s (failed) / server CPU us per request)\n")
             print("| object | weir edge | nginx |")
             print("|---|---|---|")
             for obj, choose in objects.items():
                 path = warm(choose())
-                w = h2load(systems["weir edge"][1] + path)
+                w = h2load(systems["weir edge"][1] + path, pids["weir edge"][1])
                 path = warm(choose())
-                n = h2load(systems["nginx proxy_cache"][1] + path)
-                print(f"| {obj} | {w[0]:,.0f} ({w[1]}) | {n[0]:,.0f} ({n[1]}) |")
+                n = h2load(systems["nginx proxy_cache"][1] + path, pids["nginx proxy_cache"][1])
+                print(f"| {obj} | {w[0]:,.0f} ({w[1]}) / {w[2]:.1f} | {n[0]:,.0f} ({n[1]}) / {n[2]:.1f} |")
         before, during = idle_connections(plain_addr, plain_edge.pid)
         print(f"\n## {IDLE:,} idle connections on the weir edge\n")
         print(f"RSS {before:.0f} MB before, {during:.0f} MB with them: +{during - before:.0f} MB "
