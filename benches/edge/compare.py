@@ -67,6 +67,9 @@ worker_rlimit_nofile 40000;
 events {{ worker_connections 20000; }}
 http {{
   access_log off;
+  # nginx ends a connection after 1,000 requests by default (HTTP/2 included: h2load counts
+  # the streams in flight then as failed); weir has no such limit, so neither has nginx here.
+  keepalive_requests 100000000;
   proxy_cache_path {d}/cache levels=1:2 keys_zone=c:10m max_size=1g inactive=60s use_temp_path=off;
   server {{ listen 127.0.0.1:{self.port}; {loc} }}
   server {{ listen 127.0.0.1:{self.tls_port} ssl http2; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {loc} }}
