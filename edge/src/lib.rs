@@ -65,6 +65,7 @@ mod rewrite;
 mod route;
 mod server;
 mod sharing;
+mod slices;
 pub mod token;
 mod upstream;
 

@@ -40,9 +40,12 @@ pub(crate) struct Shape<'a> {
     /// A playlist: sent in the coding the viewer's `Accept-Encoding` prefers
     /// ([`crate::encoding`]).
     pub(crate) compress: bool,
-    /// The viewer's CORS headers ([`cors`]) with this `Access-Control-Allow-Origin`, made
-    /// part of the cached head.
+    /// The viewer's CORS headers ([`add_cors`]) with this `Access-Control-Allow-Origin`,
+    /// made part of the cached head.
     pub(crate) cors: Option<&'a HeaderValue>,
+    /// Answered over HTTP/2: a body longer than a frame is handed over in slices
+    /// ([`crate::slices`]).
+    pub(crate) http2: bool,
 }
 
 impl Shape<'_> {
@@ -55,6 +58,7 @@ impl Shape<'_> {
             media: false,
             compress: false,
             cors: None,
+            http2: false,
         }
     }
 }
@@ -165,6 +169,8 @@ pub(crate) fn response(
     }
     let mut r = Response::new(if shape.head || status == StatusCode::NOT_MODIFIED {
         Body::empty()
+    } else if shape.http2 && body.len() > crate::slices::HTTP2_SLICE {
+        crate::slices::sliced(body)
     } else {
         Body::from(body)
     });
@@ -368,6 +374,7 @@ mod tests {
             media: true,
             compress: false,
             cors: Some(&star),
+            http2: false,
         };
         let plain = request(&[]);
         let revalidate = request(&[(IF_NONE_MATCH, etag)]);
@@ -438,6 +445,7 @@ mod tests {
             media: false,
             compress: true,
             cors: None,
+            http2: false,
         };
         let identity = request(&[]);
         let gzip = request(&[(ACCEPT_ENCODING, "gzip")]);
@@ -512,6 +520,43 @@ mod tests {
     fn age_values_are_the_decimal_seconds() {
         for secs in (0..200).chain([3_600, u64::MAX]) {
             assert_eq!(age_value(secs), HeaderValue::from(secs), "{secs}");
+        }
+    }
+
+    /// Over HTTP/2 a body longer than a frame comes in record-sized slices, whole or ranged;
+    /// over HTTP/1.1 in one piece.
+    #[tokio::test]
+    async fn http2_answers_come_in_record_sized_slices() {
+        use http_body_util::BodyExt;
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let segment = cached("video/iso.segment", bytes.clone());
+        let whole = request(&[]);
+        let ranged = request(&[(RANGE, "bytes=1000-60999")]);
+        let table = [
+            (false, &whole, 0..100_000, 1),
+            (true, &whole, 0..100_000, 7),
+            (true, &ranged, 1_000..61_000, 4),
+        ];
+        for (http2, request, expected, frames) in table {
+            let shape = Shape {
+                request: Some(request),
+                media: true,
+                http2,
+                ..Shape::plain()
+            };
+            let mut body = response(&segment, "HIT", shape, Instant::now()).into_body();
+            let len = http_body::Body::size_hint(&body).exact();
+            assert_eq!(len, Some(expected.len() as u64), "http2 {http2}");
+            let mut got = Vec::new();
+            let mut n = 0;
+            while let Some(frame) = body.frame().await {
+                let data = frame.unwrap().into_data().unwrap();
+                assert!(!http2 || data.len() <= crate::slices::HTTP2_SLICE);
+                got.extend_from_slice(&data);
+                n += 1;
+            }
+            assert_eq!(got, bytes[expected], "http2 {http2}");
+            assert_eq!(n, frames, "http2 {http2}");
         }
     }
 }

@@ -306,6 +306,7 @@ async fn handle(
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
         at: Instant::now(),
+        http2: request.version == http::Version::HTTP_2,
     };
     let mut response = match respond(state, method, uri, headers, &viewer, body).await {
         Ok(r) => r,
@@ -330,6 +331,8 @@ struct Viewer<'a> {
     user_agent: Option<&'a str>,
     /// When the request came: every phase's "now".
     at: Instant,
+    /// It came over HTTP/2 (a body is answered in record-sized slices: [`crate::slices`]).
+    http2: bool,
 }
 
 async fn respond(
@@ -467,6 +470,7 @@ async fn respond(
             media: !playlist,
             compress: playlist,
             cors: Some(&state.cors),
+            http2: viewer.http2,
         },
         viewer.at,
     );
