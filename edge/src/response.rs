@@ -229,7 +229,7 @@ fn head(
             h.insert(CONTENT_ENCODING, v);
         }
     }
-    if let Some(origin) = cors.filter(|_| look.cors) {
+    if let Some(origin) = cors {
         add_cors(&mut h, origin);
     }
     h.insert(AGE, HeaderValue::from_static("0"));

@@ -16,6 +16,9 @@ use http_body::{Frame, SizeHint};
 /// Body bytes per DATA frame over HTTP/2: a 16,384-byte TLS record less the frame header.
 pub(crate) const HTTP2_SLICE: usize = 16_384 - 9;
 
+// A frame and its header fill one record, exactly.
+const _: () = assert!(HTTP2_SLICE + 9 == 16_384);
+
 /// `body` as a response body of `HTTP2_SLICE`-byte data frames (the last one shorter).
 pub(crate) fn sliced(body: Bytes) -> axum::body::Body {
     axum::body::Body::new(Slices {
@@ -87,10 +90,5 @@ mod tests {
             prop_assert!(last.is_none_or(|l| !l.is_empty() && l.len() <= size));
             prop_assert_eq!(frames.concat(), body.to_vec());
         }
-    }
-
-    #[test]
-    fn a_frame_and_its_header_fill_one_record() {
-        assert_eq!(HTTP2_SLICE + 9, 16_384);
     }
 }
